@@ -18,6 +18,14 @@ if(IOTCA_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# Fuzzing: every object gets coverage instrumentation and the sanitizers,
+# so libFuzzer sees (and checks) the library code, not only the target.
+if(IOTCA_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined
+                      -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # Generated protobuf-c code is not ours to make -Wconversion clean.
 add_library(iotca_generated_flags INTERFACE)
 target_compile_options(iotca_generated_flags INTERFACE -w)
