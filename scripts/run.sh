@@ -243,7 +243,8 @@ trap on_signal INT TERM HUP
 
 # ---------------------------------------------------------------------------
 # etcd. --max-txn-ops/--max-request-bytes: the association service commits a
-# whole CSV file (up to 10,000 rows) in ONE transaction, far over etcd's
+# whole CSV file (up to 10,000 rows: 20,000 compares, 20,000 puts, ~8 MB) in
+# ONE transaction, far over etcd's
 # defaults (128 ops, 1.5 MiB). deploy/k8s's etcd must use the same limits.
 # ---------------------------------------------------------------------------
 start etcd etcd --name iotca-dev --data-dir "$ETCD_DATA" \
@@ -252,7 +253,7 @@ start etcd etcd --name iotca-dev --data-dir "$ETCD_DATA" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "iotca-dev=http://127.0.0.1:$ETCD_PEER_PORT" \
-  --max-txn-ops 10240 --max-request-bytes 10485760
+  --max-txn-ops 24576 --max-request-bytes 16777216
 etcd_pid="${PIDS[0]}"
 
 for i in $(seq 1 300); do
@@ -312,13 +313,17 @@ cli="$BUILD_DIR/tools/iotca"
     fi
   done
   echo "Tokens (generated once, kept in $SECRETS_DIR/):"
-  echo "  operator token  $SECRETS_DIR/operator-token  (IOTCA_OPERATOR_TOKEN)"
+  echo "  operator token  $IOTCA_OPERATOR_TOKEN  (IOTCA_OPERATOR_TOKEN)"
   echo "  internal token  $SECRETS_DIR/internal-token  (IOTCA_INTERNAL_TOKEN)"
   echo "Use it from another shell:"
   echo "  export IOTCA_TOKEN=\"\$(cat $SECRETS_DIR/operator-token)\""
   echo "  export IOTCA_REGISTRY=$IOTCA_REGISTRY IOTCA_ASSOCIATION=$IOTCA_ASSOCIATION"
   if [[ -x "$cli" ]]; then
-    echo "  $cli --help"
+    echo "Create the first account and its API key (as the operator):"
+    echo "  $cli account create acme"
+    echo "  $cli key create --account <the account id printed above>"
+    echo "Then act as that tenant with its key:"
+    echo "  export IOTCA_TOKEN=<the API key>; $cli regcode; $cli ca --help"
   else
     echo "  (the iotca CLI, $cli, is not built yet)"
   fi
