@@ -15,10 +15,10 @@
 #include "log/log.h"
 #include "rand/rand.h"
 
-#define AUTH_KEYS_PREFIX "/iotca/apikeys/"
+#define AUTH_KEYS_PREFIX    "/iotca/apikeys/"
 #define AUTH_KEY_IDS_PREFIX "/iotca/apikey-ids/"
-#define AUTH_TOKEN_MAX 4096
-#define AUTH_RECORD_MAX 4096
+#define AUTH_TOKEN_MAX      4096
+#define AUTH_RECORD_MAX     4096
 
 struct iotca_auth {
 	iotca_etcd *etcd;
@@ -181,9 +181,10 @@ auth_identify(iotca_auth *a, iotca_rpc_call *call, unsigned allowed,
 		return IOTCA_OK;
 	}
 	if (!auth_looks_like_key(tok, len))
-		return iotca_rpc_call_fail(call, IOTCA_EUNAUTH,
-		                           "the bearer token is not a valid API "
-		                           "key or service token");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EUNAUTH,
+		    "the bearer token is not a valid API "
+		    "key or service token");
 	/* An RPC that takes no tenant keys refuses every key alike, without
 	 * asking etcd: internal RPCs stay cheap and reveal nothing. */
 	if (!(allowed & IOTCA_PRINCIPAL_TENANT)) {
@@ -214,8 +215,7 @@ iotca_auth_call(iotca_auth *a, iotca_rpc_call *call, unsigned allowed,
 	if (rc != IOTCA_OK)
 		return rc;
 	if (!(out->kind & allowed))
-		return iotca_rpc_call_fail(call, IOTCA_EPERM,
-		                           "%s accepts %s",
+		return iotca_rpc_call_fail(call, IOTCA_EPERM, "%s accepts %s",
 		                           iotca_rpc_call_method(call),
 		                           auth_kind_name(allowed));
 	return IOTCA_OK;
@@ -225,10 +225,10 @@ static char *
 auth_key_record(const char *key_id, const char *account_id,
                 const char *description, int64_t now)
 {
-	json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "key_id", key_id,
-	                      "account_id", account_id, "created_at",
-	                      (json_int_t)now, "description",
-	                      description ? description : "");
+	json_t *j =
+	    json_pack("{s:s, s:s, s:I, s:s}", "key_id", key_id, "account_id",
+	              account_id, "created_at", (json_int_t)now, "description",
+	              description ? description : "");
 	char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -248,10 +248,11 @@ iotca_auth_key_create(iotca_auth *a, const char *account_id,
 
 	if (strlen(account_id) == 0 || strlen(account_id) > IOTCA_ID_MAX ||
 	    (description && strlen(description) > 256))
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "account_id must be 1-%d characters and "
-		                        "the description at most 256",
-		                        IOTCA_ID_MAX);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "account_id must be 1-%d characters and "
+		    "the description at most 256",
+		    IOTCA_ID_MAX);
 	memcpy(out->api_key, IOTCA_API_KEY_PREFIX, 4);
 	if (iotca_rand_hex(out->api_key + 4, 32) != IOTCA_OK ||
 	    iotca_rand_hex(out->key_id, 8) != IOTCA_OK)
@@ -270,8 +271,8 @@ iotca_auth_key_create(iotca_auth *a, const char *account_id,
 		goto out;
 	}
 	/* Only for an account that exists. */
-	iotca_etcd_txn_cmp_num(t, acc_key, strlen(acc_key), IOTCA_ETCD_CMP_CREATE,
-	                       IOTCA_ETCD_GREATER, 0);
+	iotca_etcd_txn_cmp_num(t, acc_key, strlen(acc_key),
+	                       IOTCA_ETCD_CMP_CREATE, IOTCA_ETCD_GREATER, 0);
 	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, hash_key, strlen(hash_key),
 	                   rec, strlen(rec), 0);
 	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, id_key, strlen(id_key), hash,
@@ -279,8 +280,8 @@ iotca_auth_key_create(iotca_auth *a, const char *account_id,
 	if ((rc = iotca_etcd_txn_commit(a->etcd, t, &res, eb)) != IOTCA_OK)
 		goto out;
 	if (!res.succeeded)
-		rc = iotca_errbuf_set(eb, IOTCA_ENOENT, "no account with id '%s'",
-		                      account_id);
+		rc = iotca_errbuf_set(eb, IOTCA_ENOENT,
+		                      "no account with id '%s'", account_id);
 	else
 		iotca_log_info("API-KEY-CREATED", "account=%s key_id=%s",
 		               account_id, out->key_id);
@@ -329,7 +330,8 @@ iotca_auth_key_revoke(iotca_auth *a, const char *key_id, iotca_errbuf *eb)
 	rc = iotca_etcd_txn_commit(a->etcd, t, &res, eb);
 	if (rc == IOTCA_OK && !res.succeeded)
 		rc = iotca_errbuf_set(eb, IOTCA_ENOENT,
-		                      "API key '%s' was revoked meanwhile", key_id);
+		                      "API key '%s' was revoked meanwhile",
+		                      key_id);
 	if (rc == IOTCA_OK)
 		iotca_log_info("API-KEY-REVOKED", "key_id=%s", key_id);
 	iotca_etcd_txn_result_free(&res);

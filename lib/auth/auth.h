@@ -31,9 +31,9 @@
 #include "etcd/etcd.h"
 #include "rpc/rpc.h"
 
-#define IOTCA_ID_MAX 64
-#define IOTCA_API_KEY_PREFIX "iok_"
-#define IOTCA_API_KEY_LEN (4 + 64) /* prefix and 32 random bytes in hex */
+#define IOTCA_ID_MAX          64
+#define IOTCA_API_KEY_PREFIX  "iok_"
+#define IOTCA_API_KEY_LEN     (4 + 64) /* prefix and 32 random bytes in hex */
 #define IOTCA_ACCOUNTS_PREFIX "/iotca/accounts/"
 
 typedef enum iotca_principal_kind {
@@ -67,8 +67,8 @@ void iotca_auth_destroy(iotca_auth *a);
  * set (UNAUTHENTICATED, PERMISSION_DENIED, or UNAVAILABLE when etcd cannot
  * be asked) and the code is returned.
  */
-iotca_err iotca_auth_call(iotca_auth *a, iotca_rpc_call *call,
-                          unsigned allowed, iotca_principal *out);
+iotca_err iotca_auth_call(iotca_auth *a, iotca_rpc_call *call, unsigned allowed,
+                          iotca_principal *out);
 
 typedef struct iotca_api_key {
 	char key_id[IOTCA_ID_MAX + 1];
@@ -78,8 +78,8 @@ typedef struct iotca_api_key {
 
 /* Makes a new API key for an existing account (IOTCA_ENOENT if none). */
 iotca_err iotca_auth_key_create(iotca_auth *a, const char *account_id,
-                                const char *description,
-                                iotca_api_key *out, iotca_errbuf *eb);
+                                const char *description, iotca_api_key *out,
+                                iotca_errbuf *eb);
 
 /* Revokes a key by id; IOTCA_ENOENT if there is none. */
 iotca_err iotca_auth_key_revoke(iotca_auth *a, const char *key_id,

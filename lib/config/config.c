@@ -44,9 +44,9 @@ check_int(const iotca_config_opt *o, const char *v, iotca_errbuf *eb)
 		                        "%s: '%s' is not a whole number", names,
 		                        v);
 	if (n < o->min || n > o->max)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "%s: %ld is out of range; use %ld to %ld",
-		                        names, n, o->min, o->max);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL, "%s: %ld is out of range; use %ld to %ld",
+		    names, n, o->min, o->max);
 	return IOTCA_OK;
 }
 
@@ -132,10 +132,11 @@ check_urls(const iotca_config_opt *o, const char *v, iotca_errbuf *eb)
 		return iotca_errbuf_set(eb, IOTCA_ENOMEM, "%s: out of memory",
 		                        names);
 	if (n == 0)
-		rc = iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                      "%s: no URL given; use e.g. "
-		                      "http://127.0.0.1:2379,http://10.0.0.2:2379",
-		                      names);
+		rc = iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "%s: no URL given; use e.g. "
+		    "http://127.0.0.1:2379,http://10.0.0.2:2379",
+		    names);
 	for (i = 0; i < n && rc == IOTCA_OK; i++)
 		if (!valid_url(list[i]))
 			rc = iotca_errbuf_set(
@@ -194,18 +195,20 @@ check_value(const iotca_config_opt *o, const char *v, iotca_errbuf *eb)
 		return check_int(o, v, eb);
 	case IOTCA_CFG_BOOL:
 		if (parse_bool(v, &b) != 0)
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "%s: '%s' is not a boolean; use "
-			                        "true or false",
-			                        names, v);
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "%s: '%s' is not a boolean; use "
+			    "true or false",
+			    names, v);
 		return IOTCA_OK;
 	case IOTCA_CFG_HOSTPORT:
 		if (!valid_hostport(v))
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "%s: '%s' is not host:port; use "
-			                        "e.g. 127.0.0.1:50051 or "
-			                        "[::1]:50051",
-			                        names, v);
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "%s: '%s' is not host:port; use "
+			    "e.g. 127.0.0.1:50051 or "
+			    "[::1]:50051",
+			    names, v);
 		return IOTCA_OK;
 	case IOTCA_CFG_URLS:
 		return check_urls(o, v, eb);
@@ -213,22 +216,23 @@ check_value(const iotca_config_opt *o, const char *v, iotca_errbuf *eb)
 		return check_file(o, v, eb);
 	case IOTCA_CFG_LOGLEVEL:
 		if (iotca_log_level_parse(v, &lvl) != 0)
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "%s: '%s' is not a log level; use "
-			                        "debug, info, warn or error",
-			                        names, v);
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "%s: '%s' is not a log level; use "
+			    "debug, info, warn or error",
+			    names, v);
 		return IOTCA_OK;
 	case IOTCA_CFG_NNGURL:
 		if (strstr(v, "://") == NULL || strstr(v, "://") == v ||
 		    strstr(v, "://")[3] == '\0')
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "%s: '%s' is not an NNG address; "
-			                        "use e.g. tcp://127.0.0.1:5555",
-			                        names, v);
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "%s: '%s' is not an NNG address; "
+			    "use e.g. tcp://127.0.0.1:5555",
+			    names, v);
 		return IOTCA_OK;
 	}
-	return iotca_errbuf_set(eb, IOTCA_EINTERNAL, "%s: unknown type",
-	                        names);
+	return iotca_errbuf_set(eb, IOTCA_EINTERNAL, "%s: unknown type", names);
 }
 
 /* Reads the first line of a secret file, without its line ending. */
@@ -241,9 +245,10 @@ read_secret_file(const iotca_config_opt *o, const char *path, char **out,
 	size_t n;
 
 	if ((f = fopen(path, "r")) == NULL)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "%s_FILE (--%s-file): cannot read '%s': %s",
-		                        o->env, o->flag, path, strerror(errno));
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "%s_FILE (--%s-file): cannot read '%s': %s", o->env,
+		    o->flag, path, strerror(errno));
 	if (fgets(line, sizeof(line), f) == NULL)
 		line[0] = '\0';
 	fclose(f);
@@ -352,13 +357,14 @@ config_parse_flag(iotca_config *cfg, int argc, char *const argv[], int *i,
 	else if (*i + 1 < argc)
 		v = argv[++*i];
 	else
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "option --%.*s needs a value; see --help",
-		                        (int)len, arg);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL, "option --%.*s needs a value; see --help",
+		    (int)len, arg);
 	if (!is_file)
 		return config_set(cfg, idx, v) == IOTCA_OK
 		           ? IOTCA_OK
-		           : iotca_errbuf_set(eb, IOTCA_ENOMEM, "out of memory");
+		           : iotca_errbuf_set(eb, IOTCA_ENOMEM,
+		                              "out of memory");
 	if ((rc = read_secret_file(o, v, &secret, eb)) != IOTCA_OK)
 		return rc;
 	free(cfg->values[idx]);
@@ -378,7 +384,8 @@ config_from_args(iotca_config *cfg, int argc, char *const argv[], int *argi,
 			i++;
 			break;
 		}
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
 			*help_asked = 1;
 			return IOTCA_OK;
 		}
@@ -436,7 +443,8 @@ iotca_config_load(const iotca_config_opt *opts, size_t nopts, int argc,
 	}
 	for (i = 0; i < nopts; i++)
 		if (cfg->values[i] != NULL &&
-		    (rc = check_value(&opts[i], cfg->values[i], eb)) != IOTCA_OK)
+		    (rc = check_value(&opts[i], cfg->values[i], eb)) !=
+		        IOTCA_OK)
 			goto out;
 	*out = cfg;
 	return IOTCA_OK;
@@ -495,8 +503,9 @@ iotca_config_usage(FILE *f, const char *usage, const char *summary,
 	char flag[96];
 	size_t i;
 
-	fprintf(f, "usage: %s\n\n%s\n\noptions (each also read from its "
-	           "environment variable; the flag wins):\n",
+	fprintf(f,
+	        "usage: %s\n\n%s\n\noptions (each also read from its "
+	        "environment variable; the flag wins):\n",
 	        usage, summary);
 	for (i = 0; i < nopts; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s", opts[i].flag,
@@ -560,7 +569,8 @@ iotca_config_split_list(const char *s, size_t *count)
 		while (end > start && isspace((unsigned char)end[-1]))
 			end--;
 		if (end > start &&
-		    (list[k++] = strndup(start, (size_t)(end - start))) == NULL) {
+		    (list[k++] = strndup(start, (size_t)(end - start))) ==
+		        NULL) {
 			iotca_config_list_free(list);
 			return NULL;
 		}

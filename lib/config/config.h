@@ -18,9 +18,9 @@
 #include "err/err.h"
 
 typedef enum iotca_config_type {
-	IOTCA_CFG_STRING,   /* any non-empty text */
-	IOTCA_CFG_INT,      /* decimal integer within [min, max] */
-	IOTCA_CFG_BOOL,     /* true/false/1/0/yes/no/on/off; a bare flag is true */
+	IOTCA_CFG_STRING, /* any non-empty text */
+	IOTCA_CFG_INT,    /* decimal integer within [min, max] */
+	IOTCA_CFG_BOOL, /* true/false/1/0/yes/no/on/off; a bare flag is true */
 	IOTCA_CFG_HOSTPORT, /* host:port or [v6]:port, port 0..65535 */
 	IOTCA_CFG_URLS,     /* comma-separated http:// or https:// URLs */
 	IOTCA_CFG_FILE,     /* path of a readable regular file */
@@ -82,8 +82,10 @@ char **iotca_config_split_list(const char *s, size_t *count);
 void iotca_config_list_free(char **list);
 
 /* Common settings every binary carries. */
-#define IOTCA_CONFIG_OPT_LOG_LEVEL                                           \
-	{"IOTCA_LOG_LEVEL", "log-level", IOTCA_CFG_LOGLEVEL, "info",         \
-	 "lowest log level written: debug, info, warn, error", 0, 0}
+#define IOTCA_CONFIG_OPT_LOG_LEVEL                                             \
+	{                                                                      \
+		"IOTCA_LOG_LEVEL", "log-level", IOTCA_CFG_LOGLEVEL, "info",    \
+		    "lowest log level written: debug, info, warn, error", 0, 0 \
+	}
 
 #endif /* IOTCA_CONFIG_H */

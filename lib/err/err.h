@@ -29,7 +29,8 @@ typedef enum iotca_err {
 	IOTCA_EABORTED,  /* lost a race, retry: ABORTED */
 	IOTCA_ENOTSUP,   /* not implemented: UNIMPLEMENTED */
 	IOTCA_ENOMEM,    /* out of memory: RESOURCE_EXHAUSTED */
-	IOTCA_EOVERFLOW, /* a reply from a dependency over its cap: RESOURCE_EXHAUSTED */
+	IOTCA_EOVERFLOW, /* a reply from a dependency over its cap:
+	                    RESOURCE_EXHAUSTED */
 	IOTCA_EPROTO,    /* a dependency answered nonsense: INTERNAL */
 	IOTCA_EINTERNAL, /* a bug or an unexpected system error: INTERNAL */
 	IOTCA_ERR_COUNT_ /* not an error; keep last */

@@ -33,11 +33,11 @@
 typedef struct iotca_etcd iotca_etcd;
 
 typedef struct iotca_etcd_opts {
-	const char *endpoints;  /* "http://a:2379,http://b:2379" (required) */
-	long timeout_ms;        /* per request, all retries included; 0: 5000 */
+	const char *endpoints; /* "http://a:2379,http://b:2379" (required) */
+	long timeout_ms;       /* per request, all retries included; 0: 5000 */
 	long connect_timeout_ms; /* per endpoint attempt; 0: 1000 */
-	size_t max_reply;       /* reply byte cap; 0: 8 MiB */
-	unsigned pool_size;     /* idle curl handles kept; 0: 16 */
+	size_t max_reply;        /* reply byte cap; 0: 8 MiB */
+	unsigned pool_size;      /* idle curl handles kept; 0: 16 */
 } iotca_etcd_opts;
 
 /* Creates a client. Does not contact etcd. */
@@ -64,9 +64,9 @@ typedef struct iotca_etcd_kv {
 typedef struct iotca_etcd_range_result {
 	iotca_etcd_kv *kvs; /* n of them, in key order */
 	size_t n;
-	int more;           /* more keys matched than were returned */
-	int64_t count;      /* keys matched in all */
-	int64_t revision;   /* store revision the read saw */
+	int more;         /* more keys matched than were returned */
+	int64_t count;    /* keys matched in all */
+	int64_t revision; /* store revision the read saw */
 } iotca_etcd_range_result;
 
 void iotca_etcd_range_result_free(iotca_etcd_range_result *r);
@@ -78,8 +78,8 @@ typedef struct iotca_etcd_range_req {
 	size_t key_len;
 	const char *range_end;
 	size_t range_end_len;
-	int64_t limit;     /* 0: no limit */
-	int64_t revision;  /* 0: latest */
+	int64_t limit;    /* 0: no limit */
+	int64_t revision; /* 0: latest */
 	int keys_only;
 	int count_only;
 } iotca_etcd_range_req;
@@ -151,18 +151,18 @@ iotca_err iotca_etcd_txn_create(iotca_etcd_txn **out);
 void iotca_etcd_txn_destroy(iotca_etcd_txn *t);
 
 /* Compare a number (version, create/mod revision, lease) of a key. */
-void iotca_etcd_txn_cmp_num(iotca_etcd_txn *t, const char *key,
-                            size_t key_len, iotca_etcd_cmp_target target,
-                            iotca_etcd_cmp_op op, int64_t n);
+void iotca_etcd_txn_cmp_num(iotca_etcd_txn *t, const char *key, size_t key_len,
+                            iotca_etcd_cmp_target target, iotca_etcd_cmp_op op,
+                            int64_t n);
 
 /* Compare a key's value. */
 void iotca_etcd_txn_cmp_value(iotca_etcd_txn *t, const char *key,
                               size_t key_len, iotca_etcd_cmp_op op,
                               const char *value, size_t value_len);
 
-void iotca_etcd_txn_put(iotca_etcd_txn *t, iotca_etcd_branch b,
-                        const char *key, size_t key_len, const char *value,
-                        size_t value_len, int64_t lease);
+void iotca_etcd_txn_put(iotca_etcd_txn *t, iotca_etcd_branch b, const char *key,
+                        size_t key_len, const char *value, size_t value_len,
+                        int64_t lease);
 void iotca_etcd_txn_delete(iotca_etcd_txn *t, iotca_etcd_branch b,
                            const char *key, size_t key_len,
                            const char *range_end, size_t range_end_len);
@@ -200,8 +200,7 @@ void iotca_etcd_txn_result_free(iotca_etcd_txn_result *r);
 /* Sends the transaction. out may be NULL when the results are not needed.
  * A transaction whose compares fail is not an error: out->succeeded is 0. */
 iotca_err iotca_etcd_txn_commit(iotca_etcd *e, const iotca_etcd_txn *t,
-                                iotca_etcd_txn_result *out,
-                                iotca_errbuf *eb);
+                                iotca_etcd_txn_result *out, iotca_errbuf *eb);
 
 /* ---- leases ---- */
 
@@ -209,10 +208,9 @@ iotca_err iotca_etcd_lease_grant(iotca_etcd *e, int64_t ttl_s, int64_t *id,
                                  iotca_errbuf *eb);
 /* Renews a lease once; *ttl_s (may be NULL) gets its remaining TTL.
  * IOTCA_ENOENT when the lease has expired or was revoked. */
-iotca_err iotca_etcd_lease_keepalive(iotca_etcd *e, int64_t id,
-                                     int64_t *ttl_s, iotca_errbuf *eb);
-iotca_err iotca_etcd_lease_revoke(iotca_etcd *e, int64_t id,
-                                  iotca_errbuf *eb);
+iotca_err iotca_etcd_lease_keepalive(iotca_etcd *e, int64_t id, int64_t *ttl_s,
+                                     iotca_errbuf *eb);
+iotca_err iotca_etcd_lease_revoke(iotca_etcd *e, int64_t id, iotca_errbuf *eb);
 
 /* ---- watch ---- */
 
@@ -243,11 +241,11 @@ typedef struct iotca_etcd_watch iotca_etcd_watch;
  * lost or repeated; if that revision was compacted it delivers a RESET and
  * continues from the current revision.
  */
-iotca_err iotca_etcd_watch_start(iotca_etcd *e, const char *key,
-                                 size_t key_len, const char *range_end,
-                                 size_t range_end_len, int64_t start_revision,
-                                 iotca_etcd_watch_fn fn, void *arg,
-                                 iotca_etcd_watch **out, iotca_errbuf *eb);
+iotca_err iotca_etcd_watch_start(iotca_etcd *e, const char *key, size_t key_len,
+                                 const char *range_end, size_t range_end_len,
+                                 int64_t start_revision, iotca_etcd_watch_fn fn,
+                                 void *arg, iotca_etcd_watch **out,
+                                 iotca_errbuf *eb);
 
 /* Stops a watch and joins its thread; no callback runs after it returns. */
 void iotca_etcd_watch_stop(iotca_etcd_watch *w);

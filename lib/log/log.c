@@ -16,10 +16,10 @@
 static _Atomic int log_min_level = IOTCA_LOG_INFO;
 
 static const char *const log_level_names[] = {
-	[IOTCA_LOG_DEBUG] = "debug",
-	[IOTCA_LOG_INFO] = "info",
-	[IOTCA_LOG_WARN] = "warn",
-	[IOTCA_LOG_ERROR] = "error",
+    [IOTCA_LOG_DEBUG] = "debug",
+    [IOTCA_LOG_INFO] = "info",
+    [IOTCA_LOG_WARN] = "warn",
+    [IOTCA_LOG_ERROR] = "error",
 };
 
 void
@@ -66,11 +66,11 @@ iotca_log(iotca_log_level level, const char *event, const char *fields, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line),
-	             "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
-	             log_level_names[level], event);
+	n = snprintf(
+	    line, sizeof(line),
+	    "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, ts.tv_nsec / 1000000L, log_level_names[level], event);
 	off = n > 0 ? (size_t)n : 0;
 	if (fields != NULL && fields[0] != '\0' && off < sizeof(line) - 2) {
 		line[off++] = ' ';
@@ -143,7 +143,8 @@ iotca_log_quote(char *out, size_t n, const char *s)
 		else if (*p == '\t')
 			elen = (size_t)snprintf(esc, sizeof(esc), "\\t");
 		else if (*p < 0x20 || *p == 0x7f)
-			elen = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+			elen =
+			    (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
 		else {
 			esc[0] = (char)*p;
 			elen = 1;

@@ -2,9 +2,9 @@
  * log.h - structured logs for operators.
  *
  * One line per event on stderr:
- *   ts=2026-11-27T00:40:21.123Z level=warn event=ETCD-UNREACHABLE endpoint=... msg="..."
- * The event name is stable (operators grep and alert on it); the fields are
- * key=value. Values that may contain spaces or quotes go through
+ *   ts=2026-11-27T00:40:21.123Z level=warn event=ETCD-UNREACHABLE endpoint=...
+ * msg="..." The event name is stable (operators grep and alert on it); the
+ * fields are key=value. Values that may contain spaces or quotes go through
  * iotca_log_quote(). Lines are written with one write(2) each, so lines from
  * several threads never interleave. Thread-safe.
  */
@@ -23,7 +23,8 @@ typedef enum iotca_log_level {
 /* Sets the lowest level that is written. The default is info. */
 void iotca_log_set_level(iotca_log_level level);
 
-/* Parses "debug", "info", "warn"/"warning", "error". 0 on success, -1 if not. */
+/* Parses "debug", "info", "warn"/"warning", "error". 0 on success, -1 if not.
+ */
 int iotca_log_level_parse(const char *s, iotca_log_level *out);
 
 /* Whether an event at this level would be written. */

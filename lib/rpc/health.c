@@ -17,10 +17,11 @@
 typedef Grpc__Health__V1__HealthCheckRequest health_req;
 typedef Grpc__Health__V1__HealthCheckResponse health_resp;
 
-#define HEALTH_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-#define HEALTH_NOT_SERVING                                                   \
+#define HEALTH_SERVING                                                         \
+	GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define HEALTH_NOT_SERVING                                                     \
 	GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-#define HEALTH_SERVICE_UNKNOWN                                               \
+#define HEALTH_SERVICE_UNKNOWN                                                 \
 	GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
 
 /* The status of a service name: -1 unknown, 0 not serving, 1 serving. */
@@ -74,10 +75,9 @@ rpc_health_register(iotca_rpc_server *srv, iotca_errbuf *eb)
 	                             IOTCA_RPC_INLINE, eb);
 	if (rc != IOTCA_OK)
 		return rc;
-	return rpc_server_add_internal(srv,
-	                               &grpc__health__v1__health__descriptor,
-	                               "Watch", RPC_METHOD_HEALTH_WATCH, NULL,
-	                               0, eb);
+	return rpc_server_add_internal(
+	    srv, &grpc__health__v1__health__descriptor, "Watch",
+	    RPC_METHOD_HEALTH_WATCH, NULL, 0, eb);
 }
 
 /* Sends one status message on a Watch stream. Under health_mu. */

@@ -23,16 +23,16 @@
 #include "log/log.h"
 #include "rpc/rpc_int.h"
 
-#define RPC_DEFAULT_CQ_THREADS 2
-#define RPC_DEFAULT_SLOTS 16
-#define RPC_DEFAULT_WORKERS 16
+#define RPC_DEFAULT_CQ_THREADS  2
+#define RPC_DEFAULT_SLOTS       16
+#define RPC_DEFAULT_WORKERS     16
 #define RPC_DEFAULT_MAX_REQUEST (4u << 20)
-#define RPC_DEFAULT_BUDGET_MS 30000
-#define RPC_DEFAULT_GRACE_MS 10000
+#define RPC_DEFAULT_BUDGET_MS   30000
+#define RPC_DEFAULT_GRACE_MS    10000
 /* Unpacking may need more memory than the wire bytes (structs, pointers):
  * a call's arena may use this many times its request cap, plus a base. */
 #define RPC_ARENA_FACTOR 16
-#define RPC_ARENA_BASE (1u << 20)
+#define RPC_ARENA_BASE   (1u << 20)
 
 static long
 rpc_now_ns(void)
@@ -202,8 +202,8 @@ iotca_rpc_call_peer_authenticated(iotca_rpc_call *call)
 }
 
 int
-iotca_rpc_call_peer_property(iotca_rpc_call *call, const char *name,
-                             char *out, size_t n)
+iotca_rpc_call_peer_property(iotca_rpc_call *call, const char *name, char *out,
+                             size_t n)
 {
 	grpc_auth_context *ctx = grpc_call_auth_context(call->gcall);
 	grpc_auth_property_iterator it;
@@ -250,8 +250,7 @@ iotca_rpc_call_cancelled(const iotca_rpc_call *call)
 }
 
 iotca_err
-iotca_rpc_call_fail(iotca_rpc_call *call, iotca_err code, const char *fmt,
-                    ...)
+iotca_rpc_call_fail(iotca_rpc_call *call, iotca_err code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -343,8 +342,8 @@ rpc_call_respond(iotca_rpc_call *c, iotca_err rc)
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n++].data.send_message.send_message = c->resp_bb;
 	}
-	c->status_slice = grpc_slice_from_copied_string(
-	    rc == IOTCA_OK ? "" : c->status_msg);
+	c->status_slice =
+	    grpc_slice_from_copied_string(rc == IOTCA_OK ? "" : c->status_msg);
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status =
 	    (grpc_status_code)iotca_err_grpc_status(rc);
@@ -356,7 +355,8 @@ rpc_call_respond(iotca_rpc_call *c, iotca_err rc)
 	}
 	err = grpc_call_start_batch(c->gcall, ops, n, &c->tag_send, NULL);
 	if (err != GRPC_CALL_OK) {
-		iotca_log_error("RPC-BATCH-FAILED", "method=%s step=send err=%d",
+		iotca_log_error("RPC-BATCH-FAILED",
+		                "method=%s step=send err=%d",
 		                iotca_rpc_call_method(c), (int)err);
 		rpc_call_unref(c); /* the SEND tag will never come */
 	}
@@ -478,9 +478,9 @@ rpc_on_new(iotca_rpc_call *c, int success)
 	 * the close in their SEND batch: one completion fewer per call. The
 	 * others watch for it from the start, so a worker can see a cancel
 	 * while it runs. */
-	c->close_in_send = c->method == NULL ||
-	                   (c->method->kind == RPC_METHOD_UNARY &&
-	                    (c->method->flags & IOTCA_RPC_INLINE));
+	c->close_in_send =
+	    c->method == NULL || (c->method->kind == RPC_METHOD_UNARY &&
+	                          (c->method->flags & IOTCA_RPC_INLINE));
 	atomic_store(&c->refs, c->close_in_send ? 1 : 2);
 	if (!c->close_in_send && rpc_call_start_close(c) != 0)
 		atomic_fetch_sub(&c->refs, 1);
@@ -515,10 +515,11 @@ rpc_call_unpack(iotca_rpc_call *c)
 	ProtobufCAllocator alloc;
 
 	if (len > cap)
-		return iotca_rpc_call_fail(c, IOTCA_ETOOBIG,
-		                           "request is %zu bytes; %s accepts at "
-		                           "most %zu",
-		                           len, m->path, cap);
+		return iotca_rpc_call_fail(
+		    c, IOTCA_ETOOBIG,
+		    "request is %zu bytes; %s accepts at "
+		    "most %zu",
+		    len, m->path, cap);
 	c->arena = iotca_arena_create(cap * RPC_ARENA_FACTOR + RPC_ARENA_BASE);
 	if (c->arena == NULL)
 		return iotca_rpc_call_fail(c, IOTCA_ENOMEM, "out of memory");
@@ -540,11 +541,12 @@ rpc_on_recv(iotca_rpc_call *c, int success)
 	iotca_err rc;
 
 	if (!success || c->req_bb == NULL) {
-		rpc_call_respond(c, iotca_rpc_call_fail(
-		                        c, success ? IOTCA_EINVAL : IOTCA_ECANCELED,
-		                        success ? "request has no message"
-		                                : "call ended before its request "
-		                                  "arrived"));
+		rpc_call_respond(
+		    c, iotca_rpc_call_fail(
+		           c, success ? IOTCA_EINVAL : IOTCA_ECANCELED,
+		           success ? "request has no message"
+		                   : "call ended before its request "
+		                     "arrived"));
 		return;
 	}
 	if ((rc = rpc_call_unpack(c)) != IOTCA_OK) {
@@ -696,9 +698,10 @@ iotca_rpc_server_create(const iotca_rpc_server_opts *opts,
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
 		                        "no listen address given");
 	if ((opts->tls_cert_file == NULL) != (opts->tls_key_file == NULL))
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "TLS needs both a certificate and a key "
-		                        "file; set both or neither");
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "TLS needs both a certificate and a key "
+		    "file; set both or neither");
 	if (opts->require_client_cert && opts->tls_ca_file == NULL)
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
 		                        "requiring client certificates needs a "
@@ -747,7 +750,8 @@ rpc_method_add(iotca_rpc_server *srv, const ProtobufCServiceDescriptor *svc,
                const char *method, rpc_method_kind kind, iotca_errbuf *eb,
                rpc_method **out)
 {
-	const ProtobufCMethodDescriptor *md = iotca_rpc_find_method(svc, method);
+	const ProtobufCMethodDescriptor *md =
+	    iotca_rpc_find_method(svc, method);
 	rpc_method *m;
 	char path[512];
 
@@ -756,8 +760,8 @@ rpc_method_add(iotca_rpc_server *srv, const ProtobufCServiceDescriptor *svc,
 		                        "register %s before starting", method);
 	if (md == NULL)
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "service %s has no method %s", svc->name,
-		                        method);
+		                        "service %s has no method %s",
+		                        svc->name, method);
 	snprintf(path, sizeof(path), "/%s/%s", svc->name, method);
 	m = realloc(srv->methods, (srv->nmethods + 1) * sizeof(*m));
 	if (m == NULL)
@@ -849,7 +853,8 @@ rpc_server_creds(iotca_rpc_server *srv, grpc_server_credentials **out,
 	if (ca == NULL)
 		req = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
 	else if (srv->opts.require_client_cert)
-		req = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+		req =
+		    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
 	else
 		req = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
 	pair.private_key = key;
@@ -891,10 +896,11 @@ rpc_server_bind(iotca_rpc_server *srv, int *port, iotca_errbuf *eb)
 	p = grpc_server_add_http2_port(srv->server, srv->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (p == 0)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "cannot listen on %s: the address is in "
-		                        "use or not local",
-		                        srv->listen);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "cannot listen on %s: the address is in "
+		    "use or not local",
+		    srv->listen);
 	if (port != NULL)
 		*port = p;
 	return IOTCA_OK;
@@ -968,7 +974,7 @@ iotca_rpc_server_start(iotca_rpc_server *srv, int *port, iotca_errbuf *eb)
 	               "listen=%s port=%d tls=%s client_cert=%s cq_threads=%u "
 	               "workers=%u max_request=%zu",
 	               srv->listen, bound, srv->tls_cert_file ? "on" : "off",
-	               srv->tls_ca_file == NULL      ? "off"
+	               srv->tls_ca_file == NULL        ? "off"
 	               : srv->opts.require_client_cert ? "required"
 	                                               : "optional",
 	               srv->opts.cq_threads, srv->opts.workers,
@@ -998,8 +1004,7 @@ rpc_server_wait_shutdown(iotca_rpc_server *srv)
 	pthread_mutex_unlock(&srv->mu);
 	if (!timed_out)
 		return;
-	iotca_log_warn("RPC-SHUTDOWN-CANCEL",
-	               "in_flight=%lld grace_ms=%ld",
+	iotca_log_warn("RPC-SHUTDOWN-CANCEL", "in_flight=%lld grace_ms=%ld",
 	               (long long)atomic_load(&srv->st_in_flight),
 	               srv->opts.shutdown_grace_ms);
 	grpc_server_cancel_all_calls(srv->server);
@@ -1037,8 +1042,7 @@ iotca_rpc_server_shutdown(iotca_rpc_server *srv)
 	srv->shutdown_started = 1;
 	atomic_store(&srv->shutting_down, 1);
 	iotca_log_info("RPC-SERVER-STOPPING", "listen=%s in_flight=%lld",
-	               srv->listen,
-	               (long long)atomic_load(&srv->st_in_flight));
+	               srv->listen, (long long)atomic_load(&srv->st_in_flight));
 	iotca_rpc_server_set_health(srv, NULL, 0);
 	rpc_health_end_watchers(srv);
 	grpc_server_shutdown_and_notify(srv->server, srv->cqs[0].cq,

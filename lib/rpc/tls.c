@@ -41,10 +41,11 @@ rpc_tls_read_pem(const char *path, const char *what, char **out,
 		rc = IOTCA_EINVAL;
 	if (rc != IOTCA_OK) {
 		iotca_buf_free(&b);
-		return iotca_errbuf_set(eb, rc == IOTCA_ENOMEM ? rc : IOTCA_EINVAL,
-		                        "TLS %s file %s is empty, unreadable or "
-		                        "over %u bytes",
-		                        what, path, TLS_PEM_MAX);
+		return iotca_errbuf_set(
+		    eb, rc == IOTCA_ENOMEM ? rc : IOTCA_EINVAL,
+		    "TLS %s file %s is empty, unreadable or "
+		    "over %u bytes",
+		    what, path, TLS_PEM_MAX);
 	}
 	*out = iotca_buf_take(&b, NULL);
 	return IOTCA_OK;
@@ -76,10 +77,11 @@ rpc_tls_check_pair(const char *cert_pem, const char *key_pem,
 		goto out;
 	}
 	if (X509_check_private_key(x, k) != 1) {
-		iotca_errbuf_set(eb, rc,
-		                 "the TLS key does not match the certificate in "
-		                 "%s",
-		                 cert_path);
+		iotca_errbuf_set(
+		    eb, rc,
+		    "the TLS key does not match the certificate in "
+		    "%s",
+		    cert_path);
 		goto out;
 	}
 	rc = IOTCA_OK;

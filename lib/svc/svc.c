@@ -12,29 +12,30 @@
 #include "svc/svc.h"
 
 iotca_err
-iotca_svc_etcd_fail(iotca_rpc_call *call, const iotca_errbuf *eb, const char *doing)
+iotca_svc_etcd_fail(iotca_rpc_call *call, const iotca_errbuf *eb,
+                    const char *doing)
 {
 	/* etcd unreachable is UNAVAILABLE (retry later); anything else etcd
 	 * said is our problem, not the caller's. */
-	iotca_err code = eb->code == IOTCA_EUNAVAIL || eb->code == IOTCA_ETIMEDOUT
-	                     ? IOTCA_EUNAVAIL
-	                     : IOTCA_EINTERNAL;
+	iotca_err code =
+	    eb->code == IOTCA_EUNAVAIL || eb->code == IOTCA_ETIMEDOUT
+	        ? IOTCA_EUNAVAIL
+	        : IOTCA_EINTERNAL;
 
 	return iotca_rpc_call_fail(call, code, "%s: %s", doing,
 	                           iotca_errbuf_msg(eb));
 }
 
 iotca_err
-iotca_svc_get_json(iotca_etcd *etcd, iotca_rpc_call *call, const char *key, json_t **out,
-             int *found, int64_t *mod_rev)
+iotca_svc_get_json(iotca_etcd *etcd, iotca_rpc_call *call, const char *key,
+                   json_t **out, int *found, int64_t *mod_rev)
 {
 	iotca_etcd_kv kv;
 	iotca_errbuf eb;
 	json_error_t jerr;
 
 	*found = 0;
-	if (iotca_etcd_get(etcd, key, strlen(key), &kv, found, &eb) !=
-	    IOTCA_OK)
+	if (iotca_etcd_get(etcd, key, strlen(key), &kv, found, &eb) != IOTCA_OK)
 		return iotca_svc_etcd_fail(call, &eb, "reading from etcd");
 	if (!*found)
 		return IOTCA_OK;
@@ -44,15 +45,15 @@ iotca_svc_get_json(iotca_etcd *etcd, iotca_rpc_call *call, const char *key, json
 	iotca_etcd_kv_free(&kv);
 	if (*out == NULL)
 		return iotca_rpc_call_fail(call, IOTCA_EINTERNAL,
-		                           "record %s is not valid JSON: %s", key,
-		                           jerr.text);
+		                           "record %s is not valid JSON: %s",
+		                           key, jerr.text);
 	return IOTCA_OK;
 }
 
 iotca_err
 iotca_svc_page(iotca_etcd *etcd, iotca_rpc_call *call, const char *prefix,
-         int32_t page_size, const char *page_token, iotca_svc_page_fn fn, void *arg,
-         char **next)
+               int32_t page_size, const char *page_token, iotca_svc_page_fn fn,
+               void *arg, char **next)
 {
 	iotca_etcd_range_req req = {0};
 	iotca_etcd_range_result res = {0};

@@ -15,7 +15,7 @@
 #include "rpc/rpc.h"
 
 #define IOTCA_SVC_PAGE_DEFAULT 100
-#define IOTCA_SVC_PAGE_MAX 1000
+#define IOTCA_SVC_PAGE_MAX     1000
 
 /* Fails the call for an etcd error: unreachable or timed out is
  * UNAVAILABLE (retry later); anything else is INTERNAL. doing says what

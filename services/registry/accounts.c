@@ -12,7 +12,7 @@
 #include "registry.h"
 
 #define ACCOUNT_NAMES_PREFIX "/iotca/account-names/"
-#define REGCODES_PREFIX "/iotca/regcodes/"
+#define REGCODES_PREFIX      "/iotca/regcodes/"
 
 static Iotca__V1__Account *
 account_from_json(iotca_arena *a, const json_t *j)
@@ -48,9 +48,10 @@ reg_create_account(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                          &who)) != IOTCA_OK)
 		return rc;
 	if (!iotca_svc_valid_chars(in->name, 1, 64, ".-"))
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "account name must be 1-64 characters "
-		                           "of letters, digits and _.-");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINVAL,
+		    "account name must be 1-64 characters "
+		    "of letters, digits and _.-");
 	memcpy(id, "acc_", 4);
 	if (iotca_rand_hex(id + 4, 8) != IOTCA_OK)
 		return iotca_rpc_call_fail(call, IOTCA_EINTERNAL,
@@ -131,9 +132,9 @@ reg_list_accounts(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                                       sizeof(*out->accounts));
 	if (out->accounts == NULL)
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
-	return iotca_svc_page(r->etcd, call, IOTCA_ACCOUNTS_PREFIX, in->page_size,
-	                in->page_token, account_list_add, &l,
-	                &out->next_page_token);
+	return iotca_svc_page(r->etcd, call, IOTCA_ACCOUNTS_PREFIX,
+	                      in->page_size, in->page_token, account_list_add,
+	                      &l, &out->next_page_token);
 }
 
 iotca_err
@@ -165,7 +166,8 @@ reg_create_api_key(iotca_rpc_call *call, const ProtobufCMessage *req,
 	    IOTCA_OK)
 		return rc == IOTCA_EUNAVAIL || rc == IOTCA_ETIMEDOUT ||
 		               rc == IOTCA_EPROTO || rc == IOTCA_EOVERFLOW
-		           ? iotca_svc_etcd_fail(call, &eb, "creating the API key")
+		           ? iotca_svc_etcd_fail(call, &eb,
+		                                 "creating the API key")
 		           : iotca_rpc_call_fail_eb(call, &eb);
 	out->key_id = iotca_arena_strdup(a, key.key_id);
 	out->api_key = iotca_arena_strdup(a, key.api_key);
@@ -198,7 +200,8 @@ reg_revoke_api_key(iotca_rpc_call *call, const ProtobufCMessage *req,
 	if ((rc = iotca_auth_key_revoke(r->auth, in->key_id, &eb)) != IOTCA_OK)
 		return rc == IOTCA_ENOENT || rc == IOTCA_EINVAL
 		           ? iotca_rpc_call_fail_eb(call, &eb)
-		           : iotca_svc_etcd_fail(call, &eb, "revoking the API key");
+		           : iotca_svc_etcd_fail(call, &eb,
+		                                 "revoking the API key");
 	return IOTCA_OK;
 }
 
@@ -230,12 +233,14 @@ regcode_read(registry *r, iotca_rpc_call *call, const char *account_id,
 	/* Get: create if absent, else read. Rotate: always replace. */
 	if (!rotate)
 		iotca_etcd_txn_cmp_num(t, key, strlen(key),
-		                       IOTCA_ETCD_CMP_CREATE, IOTCA_ETCD_EQUAL, 0);
+		                       IOTCA_ETCD_CMP_CREATE, IOTCA_ETCD_EQUAL,
+		                       0);
 	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, key, strlen(key), rec,
 	                   strlen(rec), 0);
 	iotca_etcd_txn_range(t, IOTCA_ETCD_FAILURE, key, strlen(key), NULL, 0);
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK) {
-		rc = iotca_svc_etcd_fail(call, &eb, "reading the registration code");
+		rc = iotca_svc_etcd_fail(call, &eb,
+		                         "reading the registration code");
 		goto out;
 	}
 	rc = IOTCA_OK;
@@ -244,13 +249,15 @@ regcode_read(registry *r, iotca_rpc_call *call, const char *account_id,
 		json_t *old = NULL;
 		if (res.n == 1 && res.results[0].range.n == 1)
 			old = json_loadb(res.results[0].range.kvs[0].value,
-			                 res.results[0].range.kvs[0].value_len, 0,
-			                 NULL);
-		if (old == NULL || strlen(iotca_svc_json_str(old, "code")) != 64)
-			rc = iotca_rpc_call_fail(call, IOTCA_EINTERNAL,
-			                         "registration code record %s is "
-			                         "corrupt",
-			                         key);
+			                 res.results[0].range.kvs[0].value_len,
+			                 0, NULL);
+		if (old == NULL ||
+		    strlen(iotca_svc_json_str(old, "code")) != 64)
+			rc = iotca_rpc_call_fail(
+			    call, IOTCA_EINTERNAL,
+			    "registration code record %s is "
+			    "corrupt",
+			    key);
 		else {
 			memcpy(code, iotca_svc_json_str(old, "code"), 65);
 			*created_at = iotca_svc_json_int(old, "created_at");
@@ -282,9 +289,9 @@ regcode_handle(iotca_rpc_call *call, registry *r, int rotate, char **code_out,
 	                       created_at)) != IOTCA_OK)
 		return rc;
 	*code_out = iotca_arena_strdup(iotca_rpc_call_arena(call), code);
-	return *code_out ? IOTCA_OK
-	                 : iotca_rpc_call_fail(call, IOTCA_ENOMEM,
-	                                       "out of memory");
+	return *code_out
+	           ? IOTCA_OK
+	           : iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
 }
 
 iotca_err

@@ -12,14 +12,14 @@
 #include "registry.h"
 #include "x509/x509.h"
 
-#define CAS_PREFIX "/iotca/cas/"
+#define CAS_PREFIX      "/iotca/cas/"
 #define CA_COUNT_PREFIX "/iotca/ca-count/"
 #define CA_NAMES_PREFIX "/iotca/ca-names/"
-#define CA_FPS_PREFIX "/iotca/ca-fps/"
+#define CA_FPS_PREFIX   "/iotca/ca-fps/"
 #define SUBJECTS_PREFIX "/iotca/subjects/"
-#define ISSUERS_PREFIX "/iotca/issuers/"
+#define ISSUERS_PREFIX  "/iotca/issuers/"
 #define REGCODES_PREFIX "/iotca/regcodes/"
-#define ISSUER_DER_MAX (64u << 10)
+#define ISSUER_DER_MAX  (64u << 10)
 
 static const char *
 ca_status_name(int status)
@@ -43,10 +43,12 @@ ca_fill(iotca_rpc_call *call, const json_t *j, Iotca__V1__CaCertificate *out)
 	iotca_arena *a = iotca_rpc_call_arena(call);
 
 	out->id = iotca_arena_strdup(a, iotca_svc_json_str(j, "id"));
-	out->account_id = iotca_arena_strdup(a, iotca_svc_json_str(j, "account_id"));
+	out->account_id =
+	    iotca_arena_strdup(a, iotca_svc_json_str(j, "account_id"));
 	out->name = iotca_arena_strdup(a, iotca_svc_json_str(j, "name"));
 	out->subject = iotca_arena_strdup(a, iotca_svc_json_str(j, "subject"));
-	out->serial_number = iotca_arena_strdup(a, iotca_svc_json_str(j, "serial"));
+	out->serial_number =
+	    iotca_arena_strdup(a, iotca_svc_json_str(j, "serial"));
 	out->sha256_fingerprint =
 	    iotca_arena_strdup(a, iotca_svc_json_str(j, "fingerprint"));
 	out->key_algorithm =
@@ -61,11 +63,12 @@ ca_fill(iotca_rpc_call *call, const json_t *j, Iotca__V1__CaCertificate *out)
 	if (!out->id || !out->account_id || !out->name || !out->subject ||
 	    !out->serial_number || !out->sha256_fingerprint ||
 	    !out->key_algorithm || !out->pem ||
-	    iotca_svc_unb64(a, iotca_svc_json_str(j, "subject_der"), &out->subject_der) !=
-	        IOTCA_OK)
-		return iotca_rpc_call_fail(call, IOTCA_EINTERNAL,
-		                           "CA record %s is corrupt or too large",
-		                           iotca_svc_json_str(j, "id"));
+	    iotca_svc_unb64(a, iotca_svc_json_str(j, "subject_der"),
+	                    &out->subject_der) != IOTCA_OK)
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINTERNAL,
+		    "CA record %s is corrupt or too large",
+		    iotca_svc_json_str(j, "id"));
 	return IOTCA_OK;
 }
 
@@ -74,7 +77,8 @@ static json_t *
 ca_record(const char *id, const char *account_id, const char *name,
           const iotca_x509 *ca, int status, int64_t now, const char *subj_hash)
 {
-	char subject[2048], serial[IOTCA_X509_SN_HEX_MAX], fp[IOTCA_X509_FP_HEX];
+	char subject[2048], serial[IOTCA_X509_SN_HEX_MAX],
+	    fp[IOTCA_X509_FP_HEX];
 	char alg[16];
 	const uint8_t *der;
 	size_t der_len;
@@ -93,14 +97,13 @@ ca_record(const char *id, const char *account_id, const char *name,
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, "
 	              "s:s, s:i, s:s, s:I, s:I, s:s}",
 	              "id", id, "account_id", account_id, "name", name,
-	              "subject", subject, "subject_der", der64,
-	              "subject_hash", subj_hash, "serial", serial,
-	              "fingerprint", fp, "not_before",
-	              (json_int_t)iotca_x509_not_before(ca), "not_after",
-	              (json_int_t)iotca_x509_not_after(ca), "key_algorithm", alg,
-	              "key_bits", bits, "status", ca_status_name(status),
-	              "created_at", (json_int_t)now, "updated_at",
-	              (json_int_t)now, "pem", pem);
+	              "subject", subject, "subject_der", der64, "subject_hash",
+	              subj_hash, "serial", serial, "fingerprint", fp,
+	              "not_before", (json_int_t)iotca_x509_not_before(ca),
+	              "not_after", (json_int_t)iotca_x509_not_after(ca),
+	              "key_algorithm", alg, "key_bits", bits, "status",
+	              ca_status_name(status), "created_at", (json_int_t)now,
+	              "updated_at", (json_int_t)now, "pem", pem);
 out:
 	free(pem);
 	free(der64);
@@ -111,13 +114,14 @@ out:
 static char *
 ca_issuer_entry(const json_t *rec)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "ca_id",
-	                      iotca_svc_json_str(rec, "id"), "account_id",
-	                      iotca_svc_json_str(rec, "account_id"), "status",
-	                      iotca_svc_json_str(rec, "status"), "fingerprint",
-	                      iotca_svc_json_str(rec, "fingerprint"), "not_after",
-	                      (json_int_t)iotca_svc_json_int(rec, "not_after"), "pem",
-	                      iotca_svc_json_str(rec, "pem"));
+	json_t *j =
+	    json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "ca_id",
+	              iotca_svc_json_str(rec, "id"), "account_id",
+	              iotca_svc_json_str(rec, "account_id"), "status",
+	              iotca_svc_json_str(rec, "status"), "fingerprint",
+	              iotca_svc_json_str(rec, "fingerprint"), "not_after",
+	              (json_int_t)iotca_svc_json_int(rec, "not_after"), "pem",
+	              iotca_svc_json_str(rec, "pem"));
 	char *s = j ? iotca_svc_json_text(j) : NULL;
 
 	json_decref(j);
@@ -146,14 +150,15 @@ ca_check_inputs(iotca_rpc_call *call,
 	                     &eb) != IOTCA_OK ||
 	    iotca_x509_check_validity(*ver, now, "the verification certificate",
 	                              &eb) != IOTCA_OK ||
-	    iotca_x509_check_signed_by(*ver, *ca, "the verification certificate",
-	                               &eb) != IOTCA_OK)
+	    iotca_x509_check_signed_by(
+	        *ver, *ca, "the verification certificate", &eb) != IOTCA_OK)
 		return iotca_rpc_call_fail_eb(call, &eb);
 	if (iotca_x509_subject_cn(*ver, cn, cn_len) != IOTCA_OK)
-		return iotca_rpc_call_fail(call, IOTCA_EPRECOND,
-		                           "the verification certificate has no "
-		                           "usable Common Name; set its CN to your "
-		                           "registration code (iotca regcode)");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EPRECOND,
+		    "the verification certificate has no "
+		    "usable Common Name; set its CN to your "
+		    "registration code (iotca regcode)");
 	return IOTCA_OK;
 }
 
@@ -179,7 +184,7 @@ ca_keys_make(ca_keys *k, const char *acc, const char *id, const char *name,
 
 /* What the registration read, at one revision. */
 typedef struct ca_snapshot {
-	int64_t count, count_rev;   /* rev 0: key absent */
+	int64_t count, count_rev; /* rev 0: key absent */
 	char owner_acc[IOTCA_ID_MAX + 1];
 	int64_t owner_count, owner_rev;
 	char dup_fp[IOTCA_ID_MAX + 1], dup_name[IOTCA_ID_MAX + 1];
@@ -223,7 +228,8 @@ ca_snapshot_read(registry *r, iotca_rpc_call *call, const ca_keys *k,
 		                     strlen(keys[i]), NULL, 0);
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK) {
 		iotca_etcd_txn_destroy(t);
-		return iotca_svc_etcd_fail(call, &eb, "reading the account's CAs");
+		return iotca_svc_etcd_fail(call, &eb,
+		                           "reading the account's CAs");
 	}
 	iotca_etcd_txn_destroy(t);
 	if ((kv = ca_snap_kv(&res, 0)) != NULL) {
@@ -242,7 +248,8 @@ ca_snapshot_read(registry *r, iotca_rpc_call *call, const ca_keys *k,
 	ca_snap_text(ca_snap_kv(&res, 3), s->dup_name, sizeof(s->dup_name));
 	if ((kv = ca_snap_kv(&res, 4)) != NULL &&
 	    (j = json_loadb(kv->value, kv->value_len, 0, NULL)) != NULL) {
-		snprintf(s->code, sizeof(s->code), "%s", iotca_svc_json_str(j, "code"));
+		snprintf(s->code, sizeof(s->code), "%s",
+		         iotca_svc_json_str(j, "code"));
 		s->code_rev = kv->mod_revision;
 		json_decref(j);
 	}
@@ -252,9 +259,8 @@ ca_snapshot_read(registry *r, iotca_rpc_call *call, const ca_keys *k,
 
 /* The rules that depend on the account's current state. */
 static iotca_err
-ca_snapshot_check(iotca_rpc_call *call, const ca_snapshot *s,
-                  const char *acc, const char *name, const char *cn,
-                  const char *subject)
+ca_snapshot_check(iotca_rpc_call *call, const ca_snapshot *s, const char *acc,
+                  const char *name, const char *cn, const char *subject)
 {
 	if (s->dup_fp[0] != '\0')
 		return iotca_rpc_call_fail(call, IOTCA_EEXIST,
@@ -262,36 +268,41 @@ ca_snapshot_check(iotca_rpc_call *call, const ca_snapshot *s,
 		                           "registered as %s",
 		                           s->dup_fp);
 	if (s->dup_name[0] != '\0')
-		return iotca_rpc_call_fail(call, IOTCA_EEXIST,
-		                           "a CA certificate named '%s' already "
-		                           "exists (%s); choose another name",
-		                           name, s->dup_name);
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EEXIST,
+		    "a CA certificate named '%s' already "
+		    "exists (%s); choose another name",
+		    name, s->dup_name);
 	if (s->code[0] == '\0')
-		return iotca_rpc_call_fail(call, IOTCA_EPRECOND,
-		                           "this account has no registration code "
-		                           "yet: get it (iotca regcode) and make "
-		                           "the verification certificate with it "
-		                           "as its CN");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EPRECOND,
+		    "this account has no registration code "
+		    "yet: get it (iotca regcode) and make "
+		    "the verification certificate with it "
+		    "as its CN");
 	if (strcmp(s->code, cn) != 0)
-		return iotca_rpc_call_fail(call, IOTCA_EPRECOND,
-		                           "the verification certificate's CN "
-		                           "'%.80s' is not this account's current "
-		                           "registration code; make a new one with "
-		                           "the code from 'iotca regcode'",
-		                           cn);
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EPRECOND,
+		    "the verification certificate's CN "
+		    "'%.80s' is not this account's current "
+		    "registration code; make a new one with "
+		    "the code from 'iotca regcode'",
+		    cn);
 	if (s->owner_acc[0] != '\0' && strcmp(s->owner_acc, acc) != 0)
-		return iotca_rpc_call_fail(call, IOTCA_EPRECOND,
-		                           "another account has registered a CA "
-		                           "certificate with the subject '%.200s'; "
-		                           "a subject may belong to one account "
-		                           "only, so issue your CA with another "
-		                           "subject",
-		                           subject);
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EPRECOND,
+		    "another account has registered a CA "
+		    "certificate with the subject '%.200s'; "
+		    "a subject may belong to one account "
+		    "only, so issue your CA with another "
+		    "subject",
+		    subject);
 	if (s->count >= REG_MAX_CAS)
-		return iotca_rpc_call_fail(call, IOTCA_ELIMIT,
-		                           "this account has %lld CA certificates, "
-		                           "the maximum of %d; delete one first",
-		                           (long long)s->count, REG_MAX_CAS);
+		return iotca_rpc_call_fail(
+		    call, IOTCA_ELIMIT,
+		    "this account has %lld CA certificates, "
+		    "the maximum of %d; delete one first",
+		    (long long)s->count, REG_MAX_CAS);
 	return IOTCA_OK;
 }
 
@@ -317,7 +328,8 @@ ca_register_try(registry *r, iotca_rpc_call *call, const ca_keys *k,
                 const ca_snapshot *s, const char *acc, const json_t *rec,
                 int *won)
 {
-	char count[32], *rec_s = iotca_svc_json_text(rec), *iss = ca_issuer_entry(rec);
+	char count[32], *rec_s = iotca_svc_json_text(rec),
+	                *iss = ca_issuer_entry(rec);
 	char *owner_s = NULL;
 	json_t *owner = json_pack("{s:s, s:I}", "account_id", acc, "count",
 	                          (json_int_t)(s->owner_count + 1));
@@ -345,7 +357,8 @@ ca_register_try(registry *r, iotca_rpc_call *call, const ca_keys *k,
 	ca_txn_put_str(t, k->rec, rec_s);
 	ca_txn_put_str(t, k->issuer, iss);
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK)
-		rc = iotca_svc_etcd_fail(call, &eb, "registering the CA certificate");
+		rc = iotca_svc_etcd_fail(call, &eb,
+		                         "registering the CA certificate");
 	*won = res.succeeded;
 out:
 	iotca_etcd_txn_result_free(&res);
@@ -401,17 +414,18 @@ ca_register_commit(registry *r, iotca_rpc_call *call, const char *acc,
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
 	for (attempt = 0; !won && rc == IOTCA_OK; attempt++) {
 		if (attempt > 0 && iotca_rpc_call_remaining_ms(call) < 50) {
-			rc = iotca_rpc_call_fail(call, IOTCA_EABORTED,
-			                         "too many concurrent changes to "
-			                         "this account's CAs; retry");
+			rc = iotca_rpc_call_fail(
+			    call, IOTCA_EABORTED,
+			    "too many concurrent changes to "
+			    "this account's CAs; retry");
 			break;
 		}
 		if (attempt > 0)
 			ca_backoff(attempt);
 		if ((rc = ca_snapshot_read(r, call, &k, &s)) != IOTCA_OK ||
-		    (rc = ca_snapshot_check(call, &s, acc, name, cn,
-		                            iotca_svc_json_str(rec, "subject"))) !=
-		        IOTCA_OK)
+		    (rc = ca_snapshot_check(
+		         call, &s, acc, name, cn,
+		         iotca_svc_json_str(rec, "subject"))) != IOTCA_OK)
 			break;
 		rc = ca_register_try(r, call, &k, &s, acc, rec, &won);
 	}
@@ -441,10 +455,11 @@ reg_register_ca(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                          &who)) != IOTCA_OK)
 		return rc;
 	if (!iotca_svc_valid_chars(in->name, 4, 30, ""))
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "the CA certificate name must be 4 to "
-		                           "30 characters of letters, digits and "
-		                           "underscores");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINVAL,
+		    "the CA certificate name must be 4 to "
+		    "30 characters of letters, digits and "
+		    "underscores");
 	if (status == IOTCA__V1__CA_STATUS__CA_STATUS_UNSPECIFIED)
 		status = IOTCA__V1__CA_STATUS__CA_STATUS_ACTIVE;
 	if (status != IOTCA__V1__CA_STATUS__CA_STATUS_ACTIVE &&
@@ -454,8 +469,8 @@ reg_register_ca(iotca_rpc_call *call, const ProtobufCMessage *req,
 		                           "INACTIVE");
 	if ((rc = ca_check_inputs(call, in, &ca, &ver, cn, sizeof(cn))) ==
 	    IOTCA_OK)
-		rc = ca_register_commit(r, call, who.account_id, in->name, ca, cn,
-		                        status, (void *)resp);
+		rc = ca_register_commit(r, call, who.account_id, in->name, ca,
+		                        cn, status, (void *)resp);
 	iotca_x509_free(ca);
 	iotca_x509_free(ver);
 	return rc;
@@ -468,9 +483,10 @@ ca_key_for(iotca_rpc_call *call, const char *acc, const char *id, char *key,
 	/* Contract: an empty id is INVALID_ARGUMENT, a malformed one is an
 	 * id that does not exist. */
 	if (id[0] == '\0')
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "the CA certificate id is empty; see "
-		                           "iotca ca list");
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINVAL,
+		    "the CA certificate id is empty; see "
+		    "iotca ca list");
 	if (!iotca_svc_valid_chars(id, 1, IOTCA_ID_MAX, "-"))
 		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
 		                           "no CA certificate with id '%.64s'",
@@ -495,7 +511,8 @@ reg_get_ca(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                          &who)) != IOTCA_OK ||
 	    (rc = ca_key_for(call, who.account_id, in->id, key, sizeof(key))) !=
 	        IOTCA_OK ||
-	    (rc = iotca_svc_get_json(r->etcd, call, key, &j, &found, NULL)) != IOTCA_OK)
+	    (rc = iotca_svc_get_json(r->etcd, call, key, &j, &found, NULL)) !=
+	        IOTCA_OK)
 		return rc;
 	if (!found)
 		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
@@ -553,8 +570,9 @@ reg_list_cas(iotca_rpc_call *call, const ProtobufCMessage *req,
 	    (IOTCA_SVC_PAGE_MAX + 1) * sizeof(*out->ca_certificates));
 	if (out->ca_certificates == NULL)
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
-	return iotca_svc_page(r->etcd, call, prefix, in->page_size, in->page_token,
-	                ca_list_add, &l, &out->next_page_token);
+	return iotca_svc_page(r->etcd, call, prefix, in->page_size,
+	                      in->page_token, ca_list_add, &l,
+	                      &out->next_page_token);
 }
 
 /* Rewrites a CA record and its issuer entry if it is unchanged since rev. */
@@ -562,15 +580,18 @@ static iotca_err
 ca_update_try(registry *r, iotca_rpc_call *call, const char *key, int64_t rev,
               json_t *rec, int *won)
 {
-	char issuer[256], *rec_s = iotca_svc_json_text(rec), *iss = ca_issuer_entry(rec);
+	char issuer[256], *rec_s = iotca_svc_json_text(rec),
+	                  *iss = ca_issuer_entry(rec);
 	iotca_etcd_txn_result res = {0};
 	iotca_etcd_txn *t = NULL;
 	iotca_errbuf eb;
 	iotca_err rc = IOTCA_OK;
 
 	snprintf(issuer, sizeof(issuer), ISSUERS_PREFIX "%s/%s",
-	         iotca_svc_json_str(rec, "subject_hash"), iotca_svc_json_str(rec, "id"));
-	if (rec_s == NULL || iss == NULL || iotca_etcd_txn_create(&t) != IOTCA_OK) {
+	         iotca_svc_json_str(rec, "subject_hash"),
+	         iotca_svc_json_str(rec, "id"));
+	if (rec_s == NULL || iss == NULL ||
+	    iotca_etcd_txn_create(&t) != IOTCA_OK) {
 		rc = iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -578,7 +599,8 @@ ca_update_try(registry *r, iotca_rpc_call *call, const char *key, int64_t rev,
 	ca_txn_put_str(t, key, rec_s);
 	ca_txn_put_str(t, issuer, iss);
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK)
-		rc = iotca_svc_etcd_fail(call, &eb, "updating the CA certificate");
+		rc = iotca_svc_etcd_fail(call, &eb,
+		                         "updating the CA certificate");
 	*won = res.succeeded;
 out:
 	iotca_etcd_txn_result_free(&res);
@@ -614,30 +636,33 @@ reg_update_ca_status(iotca_rpc_call *call, const ProtobufCMessage *req,
 	for (attempt = 0; !won && attempt < REG_TXN_ATTEMPTS; attempt++) {
 		json_decref(j);
 		j = NULL;
-		if ((rc = iotca_svc_get_json(r->etcd, call, key, &j, &found, &rev)) !=
-		    IOTCA_OK)
+		if ((rc = iotca_svc_get_json(r->etcd, call, key, &j, &found,
+		                             &rev)) != IOTCA_OK)
 			return rc;
 		if (!found)
 			return iotca_rpc_call_fail(call, IOTCA_ENOENT,
 			                           "no CA certificate with id "
 			                           "'%s'",
 			                           in->id);
-		if (ca_status_value(iotca_svc_json_str(j, "status")) == (int)in->status)
+		if (ca_status_value(iotca_svc_json_str(j, "status")) ==
+		    (int)in->status)
 			break; /* already so: nothing to write */
 		json_object_set_new(j, "status",
 		                    json_string(ca_status_name(in->status)));
 		json_object_set_new(j, "updated_at",
 		                    json_integer((json_int_t)time(NULL)));
-		if ((rc = ca_update_try(r, call, key, rev, j, &won)) != IOTCA_OK)
+		if ((rc = ca_update_try(r, call, key, rev, j, &won)) !=
+		    IOTCA_OK)
 			break;
 		if (won)
-			iotca_log_info("CA-STATUS", "account=%s ca=%s status=%s",
-			               who.account_id, in->id,
-			               ca_status_name(in->status));
+			iotca_log_info(
+			    "CA-STATUS", "account=%s ca=%s status=%s",
+			    who.account_id, in->id, ca_status_name(in->status));
 	}
 	if (rc == IOTCA_OK && !won && attempt >= REG_TXN_ATTEMPTS)
-		rc = iotca_rpc_call_fail(call, IOTCA_EABORTED,
-		                         "the CA certificate kept changing; retry");
+		rc = iotca_rpc_call_fail(
+		    call, IOTCA_EABORTED,
+		    "the CA certificate kept changing; retry");
 	if (rc == IOTCA_OK)
 		rc = ca_fill(call, j, (void *)resp);
 	json_decref(j);
@@ -673,7 +698,8 @@ ca_del_read(registry *r, iotca_rpc_call *call, const char *rec_key,
 	                     strlen(count_key), NULL, 0);
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK) {
 		iotca_etcd_txn_destroy(t);
-		return iotca_svc_etcd_fail(call, &eb, "reading the CA certificate");
+		return iotca_svc_etcd_fail(call, &eb,
+		                           "reading the CA certificate");
 	}
 	iotca_etcd_txn_destroy(t);
 	if ((kv = ca_snap_kv(&res, 0)) != NULL) {
@@ -689,8 +715,8 @@ ca_del_read(registry *r, iotca_rpc_call *call, const char *rec_key,
 		return IOTCA_OK;
 	snprintf(owner_key, sizeof(owner_key), SUBJECTS_PREFIX "%s",
 	         iotca_svc_json_str(s->rec, "subject_hash"));
-	if (iotca_svc_get_json(r->etcd, call, owner_key, &o, &(int){0}, &s->owner_rev) !=
-	    IOTCA_OK)
+	if (iotca_svc_get_json(r->etcd, call, owner_key, &o, &(int){0},
+	                       &s->owner_rev) != IOTCA_OK)
 		return IOTCA_EUNAVAIL;
 	if (s->owner_rev != 0) {
 		s->owner_count = iotca_svc_json_int(o, "count");
@@ -722,7 +748,8 @@ ca_del_try(registry *r, iotca_rpc_call *call, const char *rec_key,
 	snprintf(name_key, sizeof(name_key), CA_NAMES_PREFIX "%s/%s", acc,
 	         iotca_svc_json_str(rec, "name"));
 	snprintf(issuer_key, sizeof(issuer_key), ISSUERS_PREFIX "%s/%s",
-	         iotca_svc_json_str(rec, "subject_hash"), iotca_svc_json_str(rec, "id"));
+	         iotca_svc_json_str(rec, "subject_hash"),
+	         iotca_svc_json_str(rec, "id"));
 	if (iotca_etcd_txn_create(&t) != IOTCA_OK)
 		goto nomem;
 	ca_txn_guard(t, rec_key, s->rec_rev);
@@ -732,8 +759,8 @@ ca_del_try(registry *r, iotca_rpc_call *call, const char *rec_key,
 	                      NULL, 0);
 	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, fp_key, strlen(fp_key),
 	                      NULL, 0);
-	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, name_key,
-	                      strlen(name_key), NULL, 0);
+	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, name_key, strlen(name_key),
+	                      NULL, 0);
 	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, issuer_key,
 	                      strlen(issuer_key), NULL, 0);
 	snprintf(count, sizeof(count), "%lld",
@@ -742,7 +769,8 @@ ca_del_try(registry *r, iotca_rpc_call *call, const char *rec_key,
 	if (s->owner_count > 1) {
 		owner = json_pack("{s:s, s:I}", "account_id", acc, "count",
 		                  (json_int_t)(s->owner_count - 1));
-		if (owner == NULL || (owner_s = iotca_svc_json_text(owner)) == NULL)
+		if (owner == NULL ||
+		    (owner_s = iotca_svc_json_text(owner)) == NULL)
 			goto nomem;
 		ca_txn_put_str(t, owner_key, owner_s);
 	} else {
@@ -750,7 +778,8 @@ ca_del_try(registry *r, iotca_rpc_call *call, const char *rec_key,
 		                      strlen(owner_key), NULL, 0);
 	}
 	if (iotca_etcd_txn_commit(r->etcd, t, &res, &eb) != IOTCA_OK)
-		rc = iotca_svc_etcd_fail(call, &eb, "deleting the CA certificate");
+		rc = iotca_svc_etcd_fail(call, &eb,
+		                         "deleting the CA certificate");
 	*won = res.succeeded;
 	goto out;
 nomem:
@@ -788,12 +817,13 @@ reg_delete_ca(iotca_rpc_call *call, const ProtobufCMessage *req,
 		if ((rc = ca_del_read(r, call, key, count_key, &s)) != IOTCA_OK)
 			break;
 		if (s.rec == NULL) {
-			rc = iotca_rpc_call_fail(call, IOTCA_ENOENT,
-			                         "no CA certificate with id '%s'",
-			                         in->id);
+			rc = iotca_rpc_call_fail(
+			    call, IOTCA_ENOENT,
+			    "no CA certificate with id '%s'", in->id);
 			break;
 		}
-		if (strcmp(iotca_svc_json_str(s.rec, "status"), "INACTIVE") != 0) {
+		if (strcmp(iotca_svc_json_str(s.rec, "status"), "INACTIVE") !=
+		    0) {
 			rc = iotca_rpc_call_fail(call, IOTCA_EPRECOND,
 			                         "CA certificate %s is ACTIVE; "
 			                         "disable it first (iotca ca "
@@ -807,8 +837,9 @@ reg_delete_ca(iotca_rpc_call *call, const ProtobufCMessage *req,
 	}
 	json_decref(s.rec);
 	if (rc == IOTCA_OK && !won)
-		rc = iotca_rpc_call_fail(call, IOTCA_EABORTED,
-		                         "the CA certificate kept changing; retry");
+		rc = iotca_rpc_call_fail(
+		    call, IOTCA_EABORTED,
+		    "the CA certificate kept changing; retry");
 	if (won)
 		iotca_log_info("CA-DELETED", "account=%s ca=%s", who.account_id,
 		               in->id);
@@ -832,7 +863,8 @@ ca_resolve_add(const iotca_etcd_kv *kv, void *arg)
 	json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
 	Iotca__V1__ResolvedCaCertificate *c;
 
-	if (j == NULL || strcmp(iotca_svc_json_str(j, "status"), "ACTIVE") != 0 ||
+	if (j == NULL ||
+	    strcmp(iotca_svc_json_str(j, "status"), "ACTIVE") != 0 ||
 	    out->n_ca_certificates >= REG_MAX_CAS) {
 		json_decref(j);
 		return 0;
@@ -844,7 +876,8 @@ ca_resolve_add(const iotca_etcd_kv *kv, void *arg)
 	}
 	iotca__v1__resolved_ca_certificate__init(c);
 	c->ca_id = iotca_arena_strdup(a, iotca_svc_json_str(j, "ca_id"));
-	c->account_id = iotca_arena_strdup(a, iotca_svc_json_str(j, "account_id"));
+	c->account_id =
+	    iotca_arena_strdup(a, iotca_svc_json_str(j, "account_id"));
 	c->pem = iotca_arena_strdup(a, iotca_svc_json_str(j, "pem"));
 	c->sha256_fingerprint =
 	    iotca_arena_strdup(a, iotca_svc_json_str(j, "fingerprint"));
@@ -876,14 +909,15 @@ reg_resolve_issuer(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                          &who)) != IOTCA_OK)
 		return rc;
 	if (in->issuer_der.len == 0 || in->issuer_der.len > ISSUER_DER_MAX)
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "issuer_der must be 1 to %u bytes of "
-		                           "DER",
-		                           ISSUER_DER_MAX);
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINVAL,
+		    "issuer_der must be 1 to %u bytes of "
+		    "DER",
+		    ISSUER_DER_MAX);
 	iotca_svc_sha256_hex(in->issuer_der.data, in->issuer_der.len, hash);
 	snprintf(prefix, sizeof(prefix), ISSUERS_PREFIX "%s/", hash);
-	out->ca_certificates = iotca_arena_zalloc(
-	    iotca_rpc_call_arena(call), REG_MAX_CAS * sizeof(void *));
+	out->ca_certificates = iotca_arena_zalloc(iotca_rpc_call_arena(call),
+	                                          REG_MAX_CAS * sizeof(void *));
 	if (out->ca_certificates == NULL)
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
 	if ((cache = atomic_load(&r->issuers)) != NULL)

@@ -17,8 +17,8 @@
 #include "log/log.h"
 #include "registry.h"
 
-#define ISSUERS_PREFIX "/iotca/issuers/"
-#define ISSUER_BUCKETS 4096
+#define ISSUERS_PREFIX   "/iotca/issuers/"
+#define ISSUER_BUCKETS   4096
 #define ISSUER_LOAD_PAGE 500
 
 typedef struct issuer_entry {
@@ -76,7 +76,8 @@ issuer_entry_parse(const iotca_etcd_kv *kv)
 		memcpy(e->hash, kv->key + pl, 64);
 		e->hash[64] = '\0';
 		e->etcd_key = strndup(kv->key, kv->key_len);
-		e->active = strcmp(iotca_svc_json_str(j, "status"), "ACTIVE") == 0;
+		e->active =
+		    strcmp(iotca_svc_json_str(j, "status"), "ACTIVE") == 0;
 		e->ca_id = strdup(iotca_svc_json_str(j, "ca_id"));
 		e->account_id = strdup(iotca_svc_json_str(j, "account_id"));
 		e->pem = strdup(iotca_svc_json_str(j, "pem"));
@@ -163,7 +164,8 @@ issuer_load(issuer_cache *c, int64_t *rev, iotca_errbuf *eb)
 	issuer_clear(c);
 	while (more && rc == IOTCA_OK) {
 		memset(&res, 0, sizeof(res));
-		if ((rc = iotca_etcd_range(c->etcd, &req, &res, eb)) != IOTCA_OK)
+		if ((rc = iotca_etcd_range(c->etcd, &req, &res, eb)) !=
+		    IOTCA_OK)
 			break;
 		req.revision = res.revision; /* every page at one revision */
 		for (i = 0; i < res.n; i++)
@@ -196,8 +198,8 @@ issuer_on_event(const iotca_etcd_event *ev, void *arg)
 
 	if (ev->type == IOTCA_ETCD_EVENT_RESET) {
 		if (issuer_load(c, &rev, &eb) != IOTCA_OK)
-			iotca_log_warn("ISSUER-CACHE-RELOAD-FAILED", "msg=\"%s\"",
-			               iotca_errbuf_msg(&eb));
+			iotca_log_warn("ISSUER-CACHE-RELOAD-FAILED",
+			               "msg=\"%s\"", iotca_errbuf_msg(&eb));
 		return;
 	}
 	pthread_rwlock_wrlock(&c->lock);

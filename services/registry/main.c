@@ -12,30 +12,30 @@
 #include "sig/sig.h"
 
 static const iotca_config_opt opts[] = {
-	{"IOTCA_LISTEN", "listen", IOTCA_CFG_HOSTPORT, "127.0.0.1:50051",
-	 "gRPC address to listen on", 0, 0},
-	{"IOTCA_ETCD_ENDPOINTS", "etcd-endpoints", IOTCA_CFG_URLS,
-	 "http://127.0.0.1:2379", "etcd client URLs, comma-separated", 0, 0},
-	{"IOTCA_ETCD_TIMEOUT_MS", "etcd-timeout-ms", IOTCA_CFG_INT, "5000",
-	 "time limit of one etcd request, failover included", 100, 600000},
-	{"IOTCA_OPERATOR_TOKEN", "operator-token", IOTCA_CFG_SECRET, NULL,
-	 "token of the operator RPCs; unset: they are refused", 0, 0},
-	{"IOTCA_INTERNAL_TOKEN", "internal-token", IOTCA_CFG_SECRET, NULL,
-	 "token the edge sends for ResolveIssuer; unset: mTLS only", 0, 0},
-	{"IOTCA_INTERNAL_CN", "internal-cn", IOTCA_CFG_STRING, "iotca-edge",
-	 "client certificate CN accepted as internal (with IOTCA_GRPC_TLS_CA)",
-	 0, 0},
-	{"IOTCA_GRPC_TLS_CERT", "grpc-tls-cert", IOTCA_CFG_FILE, NULL,
-	 "server certificate (PEM); unset: plaintext", 0, 0},
-	{"IOTCA_GRPC_TLS_KEY", "grpc-tls-key", IOTCA_CFG_FILE, NULL,
-	 "server private key (PEM)", 0, 0},
-	{"IOTCA_GRPC_TLS_CA", "grpc-tls-ca", IOTCA_CFG_FILE, NULL,
-	 "CA that signs internal clients' certificates (PEM)", 0, 0},
-	{"IOTCA_REGISTRY_ISSUER_CACHE", "issuer-cache", IOTCA_CFG_BOOL, "true",
-	 "answer ResolveIssuer from a watched in-memory copy of etcd", 0, 0},
-	{"IOTCA_GRPC_WORKERS", "grpc-workers", IOTCA_CFG_INT, "16",
-	 "threads running handlers", 1, 256},
-	IOTCA_CONFIG_OPT_LOG_LEVEL,
+    {"IOTCA_LISTEN", "listen", IOTCA_CFG_HOSTPORT, "127.0.0.1:50051",
+     "gRPC address to listen on", 0, 0},
+    {"IOTCA_ETCD_ENDPOINTS", "etcd-endpoints", IOTCA_CFG_URLS,
+     "http://127.0.0.1:2379", "etcd client URLs, comma-separated", 0, 0},
+    {"IOTCA_ETCD_TIMEOUT_MS", "etcd-timeout-ms", IOTCA_CFG_INT, "5000",
+     "time limit of one etcd request, failover included", 100, 600000},
+    {"IOTCA_OPERATOR_TOKEN", "operator-token", IOTCA_CFG_SECRET, NULL,
+     "token of the operator RPCs; unset: they are refused", 0, 0},
+    {"IOTCA_INTERNAL_TOKEN", "internal-token", IOTCA_CFG_SECRET, NULL,
+     "token the edge sends for ResolveIssuer; unset: mTLS only", 0, 0},
+    {"IOTCA_INTERNAL_CN", "internal-cn", IOTCA_CFG_STRING, "iotca-edge",
+     "client certificate CN accepted as internal (with IOTCA_GRPC_TLS_CA)", 0,
+     0},
+    {"IOTCA_GRPC_TLS_CERT", "grpc-tls-cert", IOTCA_CFG_FILE, NULL,
+     "server certificate (PEM); unset: plaintext", 0, 0},
+    {"IOTCA_GRPC_TLS_KEY", "grpc-tls-key", IOTCA_CFG_FILE, NULL,
+     "server private key (PEM)", 0, 0},
+    {"IOTCA_GRPC_TLS_CA", "grpc-tls-ca", IOTCA_CFG_FILE, NULL,
+     "CA that signs internal clients' certificates (PEM)", 0, 0},
+    {"IOTCA_REGISTRY_ISSUER_CACHE", "issuer-cache", IOTCA_CFG_BOOL, "true",
+     "answer ResolveIssuer from a watched in-memory copy of etcd", 0, 0},
+    {"IOTCA_GRPC_WORKERS", "grpc-workers", IOTCA_CFG_INT, "16",
+     "threads running handlers", 1, 256},
+    IOTCA_CONFIG_OPT_LOG_LEVEL,
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -100,7 +100,8 @@ issuers_try_start(registry *r, const iotca_config *cfg)
 		return;
 	if (issuer_cache_start(r->etcd, &c, &eb) != IOTCA_OK) {
 		iotca_log_warn("ISSUER-CACHE-UNAVAILABLE",
-		               "msg=\"%s\" fallback=etcd", iotca_errbuf_msg(&eb));
+		               "msg=\"%s\" fallback=etcd",
+		               iotca_errbuf_msg(&eb));
 		return;
 	}
 	atomic_store(&r->issuers, c);

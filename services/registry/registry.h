@@ -32,7 +32,7 @@
 #include "rpc/rpc.h"
 #include "svc/svc.h"
 
-#define REG_MAX_CAS 10
+#define REG_MAX_CAS      10
 #define REG_TXN_ATTEMPTS 8
 
 typedef struct issuer_cache issuer_cache;

@@ -14,18 +14,18 @@ typedef struct reg_method {
 } reg_method;
 
 static const reg_method reg_methods[] = {
-	{"CreateAccount", reg_create_account, 0},
-	{"ListAccounts", reg_list_accounts, 0},
-	{"CreateApiKey", reg_create_api_key, 0},
-	{"RevokeApiKey", reg_revoke_api_key, 0},
-	{"GetRegistrationCode", reg_get_regcode, 0},
-	{"RotateRegistrationCode", reg_rotate_regcode, 0},
-	{"RegisterCaCertificate", reg_register_ca, 0},
-	{"GetCaCertificate", reg_get_ca, 0},
-	{"ListCaCertificates", reg_list_cas, 0},
-	{"UpdateCaCertificateStatus", reg_update_ca_status, 0},
-	{"DeleteCaCertificate", reg_delete_ca, 0},
-	{"ResolveIssuer", reg_resolve_issuer, 0},
+    {"CreateAccount", reg_create_account, 0},
+    {"ListAccounts", reg_list_accounts, 0},
+    {"CreateApiKey", reg_create_api_key, 0},
+    {"RevokeApiKey", reg_revoke_api_key, 0},
+    {"GetRegistrationCode", reg_get_regcode, 0},
+    {"RotateRegistrationCode", reg_rotate_regcode, 0},
+    {"RegisterCaCertificate", reg_register_ca, 0},
+    {"GetCaCertificate", reg_get_ca, 0},
+    {"ListCaCertificates", reg_list_cas, 0},
+    {"UpdateCaCertificateStatus", reg_update_ca_status, 0},
+    {"DeleteCaCertificate", reg_delete_ca, 0},
+    {"ResolveIssuer", reg_resolve_issuer, 0},
 };
 
 iotca_err

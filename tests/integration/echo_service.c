@@ -26,9 +26,9 @@ echo_echo(iotca_rpc_call *call, const ProtobufCMessage *req,
 
 	(void)arg;
 	if (r->fail_with != 0)
-		return iotca_rpc_call_fail(call,
-		                           iotca_err_from_grpc_status(r->fail_with),
-		                           "failing as asked (%d)", r->fail_with);
+		return iotca_rpc_call_fail(
+		    call, iotca_err_from_grpc_status(r->fail_with),
+		    "failing as asked (%d)", r->fail_with);
 	out->text = iotca_arena_strdup(a, r->text);
 	out->payload_len = r->payload.len;
 	if (iotca_rpc_call_bearer(call, &tok, &len) == 0)
@@ -118,16 +118,16 @@ echo_service_register(iotca_rpc_server *srv, size_t echo_max_request,
 
 	echo_server = srv;
 	if ((rc = iotca_rpc_server_register(srv, d, "Echo", echo_echo, NULL, 0,
-	                                    echo_max_request, eb)) != IOTCA_OK ||
+	                                    echo_max_request, eb)) !=
+	        IOTCA_OK ||
 	    (rc = iotca_rpc_server_register(srv, d, "Sleep", echo_sleep, NULL,
 	                                    0, 0, eb)) != IOTCA_OK ||
 	    (rc = iotca_rpc_server_register(srv, d, "Stats", echo_stats, NULL,
 	                                    IOTCA_RPC_INLINE, 0, eb)) !=
 	        IOTCA_OK ||
-	    (rc = iotca_rpc_server_register(srv, d, "SetHealth",
-	                                    echo_set_health, NULL,
-	                                    IOTCA_RPC_INLINE, 0, eb)) !=
-	        IOTCA_OK)
+	    (rc = iotca_rpc_server_register(
+	         srv, d, "SetHealth", echo_set_health, NULL, IOTCA_RPC_INLINE,
+	         0, eb)) != IOTCA_OK)
 		return rc;
 	return iotca_rpc_server_register(srv, d, "Noop", echo_noop, NULL,
 	                                 IOTCA_RPC_INLINE, 0, eb);

@@ -7,7 +7,7 @@
 #include "rpc/rpc.h"
 
 /* Registers every Echo method on srv. echo_max_request caps Echo only. */
-iotca_err echo_service_register(iotca_rpc_server *srv,
-                                size_t echo_max_request, iotca_errbuf *eb);
+iotca_err echo_service_register(iotca_rpc_server *srv, size_t echo_max_request,
+                                iotca_errbuf *eb);
 
 #endif

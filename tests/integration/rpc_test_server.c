@@ -12,19 +12,19 @@
 #include "sig/sig.h"
 
 static const iotca_config_opt opts[] = {
-	{"IOTCA_LISTEN", "listen", IOTCA_CFG_HOSTPORT, "127.0.0.1:0",
-	 "address to listen on (port 0 picks one)", 0, 0},
-	{"IOTCA_GRPC_TLS_CERT", "tls-cert", IOTCA_CFG_FILE, NULL,
-	 "server certificate (PEM); unset: plaintext", 0, 0},
-	{"IOTCA_GRPC_TLS_KEY", "tls-key", IOTCA_CFG_FILE, NULL,
-	 "server private key (PEM)", 0, 0},
-	{"IOTCA_GRPC_TLS_CA", "tls-ca", IOTCA_CFG_FILE, NULL,
-	 "CA for client certificates (PEM)", 0, 0},
-	{"IOTCA_TEST_MAX_REQUEST", "max-request", IOTCA_CFG_INT, "65536",
-	 "receive cap in bytes", 1024, 64L << 20},
-	{"IOTCA_TEST_ECHO_MAX", "echo-max", IOTCA_CFG_INT, "0",
-	 "cap for the Echo method only (0: the server's)", 0, 64L << 20},
-	IOTCA_CONFIG_OPT_LOG_LEVEL,
+    {"IOTCA_LISTEN", "listen", IOTCA_CFG_HOSTPORT, "127.0.0.1:0",
+     "address to listen on (port 0 picks one)", 0, 0},
+    {"IOTCA_GRPC_TLS_CERT", "tls-cert", IOTCA_CFG_FILE, NULL,
+     "server certificate (PEM); unset: plaintext", 0, 0},
+    {"IOTCA_GRPC_TLS_KEY", "tls-key", IOTCA_CFG_FILE, NULL,
+     "server private key (PEM)", 0, 0},
+    {"IOTCA_GRPC_TLS_CA", "tls-ca", IOTCA_CFG_FILE, NULL,
+     "CA for client certificates (PEM)", 0, 0},
+    {"IOTCA_TEST_MAX_REQUEST", "max-request", IOTCA_CFG_INT, "65536",
+     "receive cap in bytes", 1024, 64L << 20},
+    {"IOTCA_TEST_ECHO_MAX", "echo-max", IOTCA_CFG_INT, "0",
+     "cap for the Echo method only (0: the server's)", 0, 64L << 20},
+    IOTCA_CONFIG_OPT_LOG_LEVEL,
 };
 
 int
@@ -37,10 +37,10 @@ main(int argc, char **argv)
 	int port = 0, rc = 1;
 
 	iotca_sig_block_termination();
-	cfg = iotca_config_main("rpc_test_server [options]",
-	                        "Serves iotca.test.Echo for rpc tests.", opts,
-	                        sizeof(opts) / sizeof(opts[0]), argc, argv,
-	                        NULL);
+	cfg =
+	    iotca_config_main("rpc_test_server [options]",
+	                      "Serves iotca.test.Echo for rpc tests.", opts,
+	                      sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
 	so.listen = iotca_config_get(cfg, "IOTCA_LISTEN");
 	so.tls_cert_file = iotca_config_get(cfg, "IOTCA_GRPC_TLS_CERT");
 	so.tls_key_file = iotca_config_get(cfg, "IOTCA_GRPC_TLS_KEY");

@@ -55,8 +55,8 @@ make_client(int port, const char *token, const char *ca, const char *cert,
 	iotca_rpc_client *c = NULL;
 	iotca_errbuf eb;
 
-	snprintf(target, sizeof(target), "%s:%d", ca ? "localhost" : "127.0.0.1",
-	         port);
+	snprintf(target, sizeof(target), "%s:%d",
+	         ca ? "localhost" : "127.0.0.1", port);
 	o.target = target;
 	o.token = token;
 	o.tls_ca_file = ca;
@@ -277,7 +277,8 @@ test_health_check(void)
 	CHECK_EQ_INT(st, 1); /* SERVING */
 	CHECK_EQ_INT(health_check(c, "iotca.test.Echo", &st, &eb), IOTCA_OK);
 	CHECK_EQ_INT(st, 1);
-	CHECK_EQ_INT(health_check(c, "no.such.Service", &st, &eb), IOTCA_ENOENT);
+	CHECK_EQ_INT(health_check(c, "no.such.Service", &st, &eb),
+	             IOTCA_ENOENT);
 	iotca_rpc_server_set_health(srv, "iotca.test.Echo", 0);
 	CHECK_EQ_INT(health_check(c, "iotca.test.Echo", &st, &eb), IOTCA_OK);
 	CHECK_EQ_INT(st, 2); /* NOT_SERVING */
@@ -309,8 +310,8 @@ test_tls_and_mtls(void)
 	}
 	iotca_rpc_client_destroy(c);
 	/* mTLS: the server sees the client certificate's CN. */
-	c = make_client(port, NULL, cert_path("ca.pem"), cert_path("client.pem"),
-	                cert_path("client.key"));
+	c = make_client(port, NULL, cert_path("ca.pem"),
+	                cert_path("client.pem"), cert_path("client.key"));
 	REQUIRE(c != NULL);
 	CHECK_EQ_INT(echo(c, "mtls", 0, &r, &eb), IOTCA_OK);
 	if (r != NULL) {
