@@ -17,7 +17,7 @@
 #include "log/log.h"
 #include "rpc/rpc_int.h"
 
-#define CLIENT_DEFAULT_TIMEOUT_MS 10000
+#define CLIENT_DEFAULT_TIMEOUT_MS   10000
 #define CLIENT_DEFAULT_MAX_RESPONSE (16u << 20)
 
 struct iotca_rpc_client {
@@ -25,7 +25,7 @@ struct iotca_rpc_client {
 	grpc_completion_queue *cq;
 	pthread_t thread;
 	int thread_started;
-	char *auth; /* "Bearer <token>" or NULL */
+	char *auth;        /* "Bearer <token>" or NULL */
 	char *server_name; /* TLS name override or NULL */
 	long timeout_ms;
 	pthread_mutex_t mu;
@@ -38,6 +38,7 @@ typedef struct rpc_client_call {
 	grpc_call *call;
 	grpc_slice method;
 	grpc_metadata md;
+	int has_md;
 	grpc_byte_buffer *send_bb;
 	grpc_byte_buffer *recv_bb;
 	grpc_metadata_array initial_md;
@@ -62,7 +63,7 @@ client_call_free(rpc_client_call *cc)
 	grpc_metadata_array_destroy(&cc->initial_md);
 	grpc_metadata_array_destroy(&cc->trailing_md);
 	grpc_slice_unref(cc->details);
-	if (cc->c->auth != NULL)
+	if (cc->has_md)
 		grpc_slice_unref(cc->md.value);
 	free(cc);
 }
@@ -78,9 +79,10 @@ client_call_complete(rpc_client_call *cc, int success)
 	if (!success)
 		iotca_errbuf_set(&eb, IOTCA_EINTERNAL, "call batch failed");
 	else if (cc->status != GRPC_STATUS_OK)
-		iotca_errbuf_set(&eb, iotca_err_from_grpc_status(cc->status),
-		                 "%.*s", (int)GRPC_SLICE_LENGTH(cc->details),
-		                 (const char *)GRPC_SLICE_START_PTR(cc->details));
+		iotca_errbuf_set(
+		    &eb, iotca_err_from_grpc_status(cc->status), "%.*s",
+		    (int)GRPC_SLICE_LENGTH(cc->details),
+		    (const char *)GRPC_SLICE_START_PTR(cc->details));
 	else if (cc->recv_bb == NULL)
 		iotca_errbuf_set(&eb, IOTCA_EPROTO,
 		                 "the server sent no response message");
@@ -189,8 +191,8 @@ client_channel(iotca_rpc_client *c, const iotca_rpc_client_opts *o,
 	c->ch = grpc_channel_create(o->target, creds, &cargs);
 	grpc_channel_credentials_release(creds);
 	if (c->ch == NULL)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "cannot make a channel to %s", o->target);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL, "cannot make a channel to %s", o->target);
 	return IOTCA_OK;
 }
 
@@ -269,15 +271,15 @@ client_call_start(rpc_client_call *cc, long timeout_ms, iotca_errbuf *eb)
 	                         GPR_TIMESPAN));
 	grpc_op ops[6];
 
-	cc->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS,
-	                                    c->cq, cc->method, NULL, deadline,
-	                                    NULL);
+	cc->call =
+	    grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS,
+	                             c->cq, cc->method, NULL, deadline, NULL);
 	if (cc->call == NULL)
 		return iotca_errbuf_set(eb, IOTCA_EINTERNAL,
 		                        "cannot create a call");
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	if (c->auth != NULL) {
+	if (cc->has_md) {
 		ops[0].data.send_initial_metadata.count = 1;
 		ops[0].data.send_initial_metadata.metadata = &cc->md;
 	}
@@ -299,12 +301,13 @@ client_call_start(rpc_client_call *cc, long timeout_ms, iotca_errbuf *eb)
 	return IOTCA_OK;
 }
 
+/* auth: the whole authorization value, or NULL for none. */
 static iotca_err
 client_call_path_async(iotca_rpc_client *c, const char *path,
                        const ProtobufCMessage *req,
                        const ProtobufCMessageDescriptor *resp_desc,
-                       long timeout_ms, iotca_rpc_done_fn fn, void *arg,
-                       iotca_errbuf *eb)
+                       const char *auth, long timeout_ms, iotca_rpc_done_fn fn,
+                       void *arg, iotca_errbuf *eb)
 {
 	rpc_client_call *cc = calloc(1, sizeof(*cc));
 	iotca_err rc;
@@ -319,9 +322,10 @@ client_call_path_async(iotca_rpc_client *c, const char *path,
 	cc->details = grpc_empty_slice();
 	grpc_metadata_array_init(&cc->initial_md);
 	grpc_metadata_array_init(&cc->trailing_md);
-	if (c->auth != NULL) {
+	if (auth != NULL) {
 		cc->md.key = grpc_slice_from_static_string("authorization");
-		cc->md.value = grpc_slice_from_copied_string(c->auth);
+		cc->md.value = grpc_slice_from_copied_string(auth);
+		cc->has_md = 1;
 	}
 	if ((cc->send_bb = rpc_pack(req)) == NULL) {
 		client_call_free(cc);
@@ -347,20 +351,21 @@ iotca_rpc_client_call_async(iotca_rpc_client *c,
                             long timeout_ms, iotca_rpc_done_fn fn, void *arg,
                             iotca_errbuf *eb)
 {
-	const ProtobufCMethodDescriptor *md = iotca_rpc_find_method(svc, method);
+	const ProtobufCMethodDescriptor *md =
+	    iotca_rpc_find_method(svc, method);
 	char path[512];
 
 	if (md == NULL)
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "service %s has no method %s", svc->name,
-		                        method);
+		                        "service %s has no method %s",
+		                        svc->name, method);
 	if (req->descriptor != md->input)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "%s takes %s, not %s", method,
-		                        md->input->name, req->descriptor->name);
+		return iotca_errbuf_set(eb, IOTCA_EINVAL, "%s takes %s, not %s",
+		                        method, md->input->name,
+		                        req->descriptor->name);
 	snprintf(path, sizeof(path), "/%s/%s", svc->name, method);
-	return client_call_path_async(c, path, req, md->output, timeout_ms, fn,
-	                              arg, eb);
+	return client_call_path_async(c, path, req, md->output, c->auth,
+	                              timeout_ms, fn, arg, eb);
 }
 
 /* The waiter a blocking call sleeps on. */
@@ -412,10 +417,9 @@ client_wait_for(client_wait *w, iotca_err started, ProtobufCMessage **resp,
 
 iotca_err
 iotca_rpc_client_call(iotca_rpc_client *c,
-                      const ProtobufCServiceDescriptor *svc,
-                      const char *method, const ProtobufCMessage *req,
-                      long timeout_ms, ProtobufCMessage **resp,
-                      iotca_errbuf *eb)
+                      const ProtobufCServiceDescriptor *svc, const char *method,
+                      const ProtobufCMessage *req, long timeout_ms,
+                      ProtobufCMessage **resp, iotca_errbuf *eb)
 {
 	client_wait w = {.done = 0};
 	iotca_err rc;
@@ -439,7 +443,35 @@ iotca_rpc_client_call_path(iotca_rpc_client *c, const char *path,
 
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
-	rc = client_call_path_async(c, path, req, resp_desc, timeout_ms,
+	rc = client_call_path_async(c, path, req, resp_desc, c->auth,
+	                            timeout_ms, client_wait_done, &w, eb);
+	return client_wait_for(&w, rc, resp, eb);
+}
+
+iotca_err
+iotca_rpc_client_call_as(iotca_rpc_client *c,
+                         const ProtobufCServiceDescriptor *svc,
+                         const char *method, const ProtobufCMessage *req,
+                         const char *token, long timeout_ms,
+                         ProtobufCMessage **resp, iotca_errbuf *eb)
+{
+	const ProtobufCMethodDescriptor *md =
+	    iotca_rpc_find_method(svc, method);
+	client_wait w = {.done = 0};
+	char path[512], *auth = NULL;
+	iotca_err rc;
+
+	if (md == NULL || req->descriptor != md->input)
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL, "service %s has no method %s taking %s",
+		    svc->name, method, req->descriptor->name);
+	if (token != NULL && asprintf(&auth, "Bearer %s", token) < 0)
+		return iotca_errbuf_set(eb, IOTCA_ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/%s/%s", svc->name, method);
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	rc = client_call_path_async(c, path, req, md->output, auth, timeout_ms,
 	                            client_wait_done, &w, eb);
+	free(auth);
 	return client_wait_for(&w, rc, resp, eb);
 }

@@ -37,18 +37,19 @@ typedef struct iotca_rpc_server_opts {
 	const char *listen;        /* "127.0.0.1:50051"; port 0 picks one */
 	const char *tls_cert_file; /* PEM; NULL with key NULL: plaintext */
 	const char *tls_key_file;
-	const char *tls_ca_file; /* PEM CAs for client certificates; with it,
-	                            a client certificate is verified when
-	                            presented (required if require_client_cert) */
+	const char
+	    *tls_ca_file; /* PEM CAs for client certificates; with it,
+	                     a client certificate is verified when
+	                     presented (required if require_client_cert) */
 	int require_client_cert;
-	unsigned cq_threads;     /* 0: 2 */
-	unsigned slots_per_cq;   /* outstanding request slots; 0: 16 */
-	unsigned workers;        /* handler threads; 0: 16 */
-	size_t max_request;      /* receive cap in bytes; 0: 4 MiB */
-	long default_budget_ms;  /* handler time budget when the client set no
-	                            deadline; 0: 30000 */
-	long shutdown_grace_ms;  /* in-flight calls get this long to finish on
-	                            shutdown, then are cancelled; 0: 10000 */
+	unsigned cq_threads;    /* 0: 2 */
+	unsigned slots_per_cq;  /* outstanding request slots; 0: 16 */
+	unsigned workers;       /* handler threads; 0: 16 */
+	size_t max_request;     /* receive cap in bytes; 0: 4 MiB */
+	long default_budget_ms; /* handler time budget when the client set no
+	                           deadline; 0: 30000 */
+	long shutdown_grace_ms; /* in-flight calls get this long to finish on
+	                           shutdown, then are cancelled; 0: 10000 */
 } iotca_rpc_server_opts;
 
 /*
@@ -78,10 +79,9 @@ iotca_err iotca_rpc_server_create(const iotca_rpc_server_opts *opts,
  */
 iotca_err iotca_rpc_server_register(iotca_rpc_server *srv,
                                     const ProtobufCServiceDescriptor *svc,
-                                    const char *method,
-                                    iotca_rpc_handler_fn fn, void *arg,
-                                    unsigned flags, size_t max_request,
-                                    iotca_errbuf *eb);
+                                    const char *method, iotca_rpc_handler_fn fn,
+                                    void *arg, unsigned flags,
+                                    size_t max_request, iotca_errbuf *eb);
 
 /* Binds the listener and starts the threads. *port (may be NULL) gets the
  * bound port. Every service registered is reported SERVING, as is "". */
@@ -171,9 +171,9 @@ typedef struct iotca_rpc_client_opts {
 	const char *tls_cert_file; /* client certificate for mTLS (optional) */
 	const char *tls_key_file;
 	const char *tls_server_name; /* name to check instead of the target's */
-	const char *token;         /* sent as "authorization: Bearer <token>" */
-	long timeout_ms;           /* default per call; 0: 10000 */
-	size_t max_response;       /* receive cap; 0: 16 MiB */
+	const char *token;   /* sent as "authorization: Bearer <token>" */
+	long timeout_ms;     /* default per call; 0: 10000 */
+	size_t max_response; /* receive cap; 0: 16 MiB */
 } iotca_rpc_client_opts;
 
 /* Creates a client with one channel, reused by every call, and one
@@ -207,17 +207,26 @@ iotca_err iotca_rpc_client_call_async(iotca_rpc_client *c,
  * protobuf_c_message_free_unpacked(*resp, NULL)). */
 iotca_err iotca_rpc_client_call(iotca_rpc_client *c,
                                 const ProtobufCServiceDescriptor *svc,
-                                const char *method,
-                                const ProtobufCMessage *req, long timeout_ms,
-                                ProtobufCMessage **resp, iotca_errbuf *eb);
+                                const char *method, const ProtobufCMessage *req,
+                                long timeout_ms, ProtobufCMessage **resp,
+                                iotca_errbuf *eb);
+
+/* Like iotca_rpc_client_call but sends token (a bearer token; NULL: none)
+ * instead of the client's own: for a service forwarding its caller's
+ * credential to another service. */
+iotca_err iotca_rpc_client_call_as(iotca_rpc_client *c,
+                                   const ProtobufCServiceDescriptor *svc,
+                                   const char *method,
+                                   const ProtobufCMessage *req,
+                                   const char *token, long timeout_ms,
+                                   ProtobufCMessage **resp, iotca_errbuf *eb);
 
 /* Like iotca_rpc_client_call but by full path and response type, for
  * methods without a descriptor at hand (tests, tools). */
-iotca_err iotca_rpc_client_call_path(iotca_rpc_client *c, const char *path,
-                                     const ProtobufCMessage *req,
-                                     const ProtobufCMessageDescriptor *resp_desc,
-                                     long timeout_ms, ProtobufCMessage **resp,
-                                     iotca_errbuf *eb);
+iotca_err iotca_rpc_client_call_path(
+    iotca_rpc_client *c, const char *path, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *resp_desc, long timeout_ms,
+    ProtobufCMessage **resp, iotca_errbuf *eb);
 
 /* Finds a method of a service descriptor; NULL if it has none by that name. */
 const ProtobufCMethodDescriptor *

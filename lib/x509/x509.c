@@ -24,7 +24,7 @@ struct iotca_x509 {
 	int64_t not_before, not_after;
 };
 
-#define PEM_BEGIN "-----BEGIN "
+#define PEM_BEGIN      "-----BEGIN "
 #define PEM_BEGIN_CERT "-----BEGIN CERTIFICATE-----"
 
 static int
@@ -90,12 +90,13 @@ x509_parse_pem(const char *data, size_t len, size_t skip, const char *what,
 		X509_free(x);
 		BIO_free(b);
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        another ? "%s holds more than one PEM "
-		                                  "block; upload exactly one "
-		                                  "certificate"
-		                                : "%s has unexpected bytes after "
-		                                  "its PEM certificate; remove "
-		                                  "them",
+		                        another
+		                            ? "%s holds more than one PEM "
+		                              "block; upload exactly one "
+		                              "certificate"
+		                            : "%s has unexpected bytes after "
+		                              "its PEM certificate; remove "
+		                              "them",
 		                        what);
 	}
 	BIO_free(b);
@@ -111,11 +112,12 @@ x509_parse_der(const uint8_t *data, size_t len, const char *what, X509 **out,
 	X509 *x = d2i_X509(NULL, &p, (long)len);
 
 	if (x == NULL)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "%s is neither a PEM nor a DER "
-		                        "certificate; upload a .pem, .crt or "
-		                        ".cer file holding one X.509 certificate",
-		                        what);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL,
+		    "%s is neither a PEM nor a DER "
+		    "certificate; upload a .pem, .crt or "
+		    ".cer file holding one X.509 certificate",
+		    what);
 	if ((size_t)(p - data) != len) {
 		X509_free(x);
 		return iotca_errbuf_set(eb, IOTCA_EINVAL,
@@ -429,8 +431,8 @@ iotca_x509_check_validity(const iotca_x509 *x, time_t now, const char *what,
 	}
 	if ((int64_t)now > x->not_after) {
 		x509_fmt_time(x->not_after, when);
-		return iotca_errbuf_set(eb, IOTCA_EPRECOND,
-		                        "%s expired on %s", what, when);
+		return iotca_errbuf_set(eb, IOTCA_EPRECOND, "%s expired on %s",
+		                        what, when);
 	}
 	return IOTCA_OK;
 }
@@ -548,23 +550,25 @@ x509_sn_groups(const char *p, size_t n, char *out, size_t *olen,
 			continue;
 		}
 		if (!isxdigit((unsigned char)p[i]))
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "serial number has '%c', which is "
-			                        "not a hex digit",
-			                        isprint((unsigned char)p[i]) ? p[i]
-			                                                     : '?');
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "serial number has '%c', which is "
+			    "not a hex digit",
+			    isprint((unsigned char)p[i]) ? p[i] : '?');
 		if (sep && ++group > 2)
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "serial number groups between ':' "
-			                        "must be 1 or 2 hex digits");
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "serial number groups between ':' "
+			    "must be 1 or 2 hex digits");
 		/* a one-digit group gets its leading zero */
 		need = sep && group == 1 && (i + 1 == n || p[i + 1] == ':') ? 2
 		                                                            : 1;
 		if (*olen + need > 2 * IOTCA_X509_SN_MAX_OCTETS + 2)
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "serial number is longer than %d "
-			                        "octets",
-			                        IOTCA_X509_SN_MAX_OCTETS);
+			return iotca_errbuf_set(
+			    eb, IOTCA_EINVAL,
+			    "serial number is longer than %d "
+			    "octets",
+			    IOTCA_X509_SN_MAX_OCTETS);
 		if (need == 2)
 			out[(*olen)++] = '0';
 		out[(*olen)++] = (char)toupper((unsigned char)p[i]);
@@ -580,12 +584,8 @@ iotca_x509_sn_normalize(const char *in, size_t len,
 	size_t n = 0, start = 0;
 	iotca_err rc;
 
+	/* A 0x prefix and ':' separators may come together ("0x01:A3:ff"). */
 	if (len >= 2 && in[0] == '0' && (in[1] == 'x' || in[1] == 'X')) {
-		if (memchr(in, ':', len) != NULL)
-			return iotca_errbuf_set(eb, IOTCA_EINVAL,
-			                        "serial number uses both a 0x "
-			                        "prefix and ':' separators; use "
-			                        "one of them");
 		in += 2;
 		len -= 2;
 	}
@@ -598,9 +598,9 @@ iotca_x509_sn_normalize(const char *in, size_t len,
 	while (start + 1 < n && digits[start] == '0')
 		start++;
 	if (n - start > 2 * IOTCA_X509_SN_MAX_OCTETS)
-		return iotca_errbuf_set(eb, IOTCA_EINVAL,
-		                        "serial number is longer than %d octets",
-		                        IOTCA_X509_SN_MAX_OCTETS);
+		return iotca_errbuf_set(
+		    eb, IOTCA_EINVAL, "serial number is longer than %d octets",
+		    IOTCA_X509_SN_MAX_OCTETS);
 	memcpy(out, digits + start, n - start);
 	out[n - start] = '\0';
 	return IOTCA_OK;

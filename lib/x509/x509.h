@@ -21,10 +21,10 @@
 
 #include "err/err.h"
 
-#define IOTCA_X509_INPUT_MAX (64u << 10) /* bytes of PEM or DER accepted */
+#define IOTCA_X509_INPUT_MAX     (64u << 10) /* bytes of PEM or DER accepted */
 #define IOTCA_X509_SN_MAX_OCTETS 20
-#define IOTCA_X509_SN_HEX_MAX (2 * IOTCA_X509_SN_MAX_OCTETS + 1)
-#define IOTCA_X509_FP_HEX 65 /* 64 hex digits and a NUL */
+#define IOTCA_X509_SN_HEX_MAX    (2 * IOTCA_X509_SN_MAX_OCTETS + 1)
+#define IOTCA_X509_FP_HEX        65 /* 64 hex digits and a NUL */
 
 typedef struct iotca_x509 iotca_x509;
 
@@ -83,8 +83,8 @@ int iotca_x509_key_is_rsa(const iotca_x509 *x);
 /* IOTCA_OK when x's signature verifies with issuer's public key, else
  * IOTCA_EPRECOND. */
 iotca_err iotca_x509_check_signed_by(const iotca_x509 *x,
-                                     const iotca_x509 *issuer,
-                                     const char *what, iotca_errbuf *eb);
+                                     const iotca_x509 *issuer, const char *what,
+                                     iotca_errbuf *eb);
 
 /* The certificate as PEM text (malloc'd, NUL-terminated) or NULL. */
 char *iotca_x509_to_pem(const iotca_x509 *x);
@@ -97,7 +97,8 @@ const void *iotca_x509_openssl(const iotca_x509 *x);
 
 /*
  * Normalises a certificate serial number as users write it: hex digits,
- * optionally with ':' separators between octets or a 0x prefix, any case.
+ * optionally with ':' separators between octets and/or a 0x prefix, any
+ * case.
  * The result is uppercase hex without leading zeros ("0" for zero), at
  * most IOTCA_X509_SN_MAX_OCTETS octets. IOTCA_EINVAL with a message that
  * says what is wrong.

@@ -17,6 +17,12 @@ them outlives the test:
   Registry(...)            one etcd (its own unless given) + one
                            iotca-registry, with a RegistryStub and
                            credential helpers
+  Association(registry)    one iotca-association on a Registry's etcd and
+                           tokens, with an AssociationStub and helpers
+                           (new_product, upload, list_all, resolve)
+  Suite(replicas)          etcd + registry + association(s) + Pki, and
+                           tenant(): an account with an ACTIVE CA and a
+                           private-CA product
   Pki()                    certificates made with the `openssl` command
                            exactly as the product page does it
   REPO, BUILD, binary(name)
@@ -530,6 +536,215 @@ class Registry:
             self.svc.kill()
         if self.own_etcd:
             self.etcd.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -------------------------------------------------------------- association
+
+class Association:
+    """One iotca-association against a Registry: the same etcd and the same
+    operator and internal tokens, IOTCA_REGISTRY = the registry's address.
+
+    extra_env: more environment (e.g. {"IOTCA_FAULT_ABORT":
+    "before-commit"} in test builds). The channel accepts messages of up to
+    16 MiB both ways, so that oversized uploads reach the server."""
+
+    MAX_MSG = 16 << 20
+
+    def __init__(self, registry, extra_env=None):
+        import grpc
+        self.s = stubs()
+        self.registry = registry
+        self.svc = self.channel = None
+        _track(self)
+        env = {"IOTCA_ETCD_ENDPOINTS": registry.etcd.endpoint,
+               "IOTCA_REGISTRY": registry.addr,
+               "IOTCA_OPERATOR_TOKEN": registry.operator_token,
+               "IOTCA_INTERNAL_TOKEN": registry.internal_token,
+               "IOTCA_LOG_LEVEL": "info"}
+        env.update(extra_env or {})
+        try:
+            self.svc = Service(binary("iotca-association"), env)
+        except Exception:
+            self._cleanup()
+            _untrack(self)
+            raise
+        self.addr = self.svc.addr
+        self.channel = grpc.insecure_channel(self.addr, options=[
+            ("grpc.max_send_message_length", self.MAX_MSG),
+            ("grpc.max_receive_message_length", self.MAX_MSG)])
+        self.stub = self.s.association_pb2_grpc.AssociationStub(self.channel)
+
+    def internal_md(self):
+        return bearer(self.registry.internal_token)
+
+    def new_product(self, api_key, name=None, private_ca=True, net_type=None,
+                    auth_mode=0, timeout=10):
+        """CreateProduct; net_type None means NET_TYPE_MQTT. Returns the
+        Product."""
+        pb = self.s.association_pb2
+        if net_type is None:
+            net_type = pb.NET_TYPE_MQTT
+        name = name or "p_" + secrets.token_hex(6)
+        return self.stub.CreateProduct(
+            pb.CreateProductRequest(name=name, use_private_ca=private_ca,
+                                    net_type=net_type, auth_mode=auth_mode),
+            metadata=bearer(api_key), timeout=timeout)
+
+    def upload(self, api_key, ca_id, csv_bytes, file_name="x.csv",
+               timeout=60):
+        """UploadAssociations; returns the UploadAssociationsResponse."""
+        pb = self.s.association_pb2
+        if isinstance(csv_bytes, str):
+            csv_bytes = csv_bytes.encode()
+        return self.stub.UploadAssociations(
+            pb.UploadAssociationsRequest(ca_id=ca_id, csv=csv_bytes,
+                                         file_name=file_name),
+            metadata=bearer(api_key), timeout=timeout)
+
+    def list_all(self, api_key, ca_id, product_key="", page_size=1000,
+                 timeout=30):
+        """Every association of ca_id (following next_page_token)."""
+        pb = self.s.association_pb2
+        out, token = [], ""
+        while True:
+            r = self.stub.ListAssociations(
+                pb.ListAssociationsRequest(ca_id=ca_id,
+                                           product_key=product_key,
+                                           page_size=page_size,
+                                           page_token=token),
+                metadata=bearer(api_key), timeout=timeout)
+            out.extend(r.associations)
+            token = r.next_page_token
+            if not token:
+                return out
+
+    def resolve(self, ca_id, cert_sn, account_id, md=None, timeout=10):
+        """ResolveDevice with the internal token (or md)."""
+        pb = self.s.association_pb2
+        return self.stub.ResolveDevice(
+            pb.ResolveDeviceRequest(ca_id=ca_id, cert_sn=cert_sn,
+                                    account_id=account_id),
+            metadata=md if md is not None else self.internal_md(),
+            timeout=timeout)
+
+    def stop(self, timeout=20):
+        """Stops the process; returns its exit code (negative: killed by
+        that signal, e.g. -6 after an injected abort())."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        return self.svc.stop(timeout=timeout) if self.svc else None
+
+    def close(self, check=True):
+        """Stops it. Unless check is False, raises if it did not exit 0 on
+        SIGTERM (e.g. a sanitizer report), after cleaning up."""
+        rc = self.stop()
+        _untrack(self)
+        if check and rc not in (0, None):
+            raise AssertionError("iotca-association exited %s on SIGTERM; "
+                                 "log tail:\n%s"
+                                 % (rc, _tail(self.svc.log_path, 60)))
+        return rc
+
+    def _cleanup(self):
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.svc is not None:
+            self.svc.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Suite:
+    """etcd + registry + `replicas` association processes, a Pki, and
+    tenants: an account with an API key, a registered ACTIVE CA (EC key)
+    and a private-CA MQTT product.
+
+      s = Suite(); t = s.tenant()
+      s.assoc.upload(t.key, t.ca_id, "ProductKey,...")
+    """
+
+    def __init__(self, replicas=1, assoc_env=None):
+        self.pki = self.reg = None
+        self.assocs = []
+        _track(self)
+        try:
+            self.pki = Pki()
+            self.reg = Registry()
+            for _ in range(replicas):
+                self.assocs.append(Association(self.reg, assoc_env))
+        except Exception:
+            self._cleanup()
+            _untrack(self)
+            raise
+        self.assoc = self.assocs[0]
+
+    def register_ca(self, api_key, status=0, name=None):
+        """Registers a fresh EC CA (subject unique to this run) for the
+        key's account; returns (CaCertificate, Cert)."""
+        name = name or "ca_" + secrets.token_hex(6)
+        ca = self.pki.make_ca(name, key="ec")
+        ver = self.pki.make_verification(ca, self.reg.regcode(api_key),
+                                         key="ec")
+        return self.reg.register(api_key, name, ca, ver,
+                                 initial_status=status), ca
+
+    def tenant(self, ca=True, product=True):
+        """A new account: .account_id, .key, .md and, when asked, .ca
+        (the CaCertificate), .ca_id, .ca_cert (Pki Cert), .product,
+        .pk."""
+        t = types.SimpleNamespace()
+        t.account_id, t.key = self.reg.new_tenant()
+        t.md = bearer(t.key)
+        t.ca = t.ca_id = t.ca_cert = t.product = t.pk = None
+        if ca:
+            t.ca, t.ca_cert = self.register_ca(t.key)
+            t.ca_id = t.ca.id
+        if product:
+            t.product = self.assoc.new_product(t.key)
+            t.pk = t.product.product_key
+        return t
+
+    def close(self):
+        """Stops everything; raises if a service did not exit 0."""
+        errors = []
+        for a in self.assocs:
+            try:
+                a.close()
+            except AssertionError as e:
+                errors.append(str(e))
+        self.assocs = []
+        if self.reg is not None:
+            try:
+                self.reg.close()
+            except AssertionError as e:
+                errors.append(str(e))
+            self.reg = None
+        if self.pki is not None:
+            self.pki.close()
+            self.pki = None
+        _untrack(self)
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+    def _cleanup(self):
+        for a in self.assocs:
+            a._cleanup()
+        if self.reg is not None:
+            self.reg._cleanup()
+        if self.pki is not None:
+            self.pki.close()
 
     def __enter__(self):
         return self

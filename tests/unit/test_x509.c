@@ -1163,6 +1163,7 @@ test_sn_normalize(void)
 	sn_ok("0A1B2C", "A1B2C");
 	sn_ok("0x00FF", "FF");
 	sn_ok("0X00ff", "FF");
+	sn_ok("0x01:A3:ff", "1A3FF"); /* prefix and separators together */
 	sn_ok("00:0a:ff", "AFF");
 	sn_ok("0a:1B:2c", "A1B2C");
 	sn_ok("aBcDeF", "ABCDEF");
@@ -1201,7 +1202,6 @@ test_sn_normalize(void)
 	sn_bad("0a\0"
 	       "1b",
 	       5, "not a hex digit");
-	sn_bad("0x0a:0b", 7, "0x prefix and ':'");
 	sn_bad("0x-1", 4, "'-'");
 	sn_bad("0a::0b", 6, "empty group");
 	sn_bad(":0a", 3, "empty group");
