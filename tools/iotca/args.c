@@ -4,7 +4,9 @@
  * lib/config parses the global options (which also come from the
  * environment); a verb's options exist only on its command line, so they
  * get this small parser: "--name VALUE", "--name=VALUE", flags, positional
- * arguments in any order, "--" to end the options.
+ * arguments in any order, "--" to end the options. An option with a short
+ * name also takes "-c VALUE" and "-cVALUE"; any other argument starting
+ * with one dash stays positional (a DeviceName may start with '-').
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,6 +68,42 @@ args_option(const cli_verb *v, const char *path, int argc, char *const argv[],
 	return CLI_EXIT_OK;
 }
 
+/* The option with short name c, or -1. */
+static int
+args_find_short(const cli_verb *v, char c)
+{
+	size_t i;
+
+	for (i = 0; i < v->nopts; i++)
+		if (c != 0 && v->opts[i].short_name == c)
+			return (int)i;
+	return -1;
+}
+
+/* Parses "-c VALUE", "-cVALUE" or the flag "-c" at argv[*i], whose option
+ * is k; advances *i past its value. */
+static int
+args_short_option(const cli_verb *v, const char *path, int argc,
+                  char *const argv[], int *i, int k, cli_args *a)
+{
+	const char *rest = argv[*i] + 2;
+
+	if (v->opts[k].value == NULL) {
+		if (*rest != '\0')
+			return args_usage_error(
+			    path, "this flag takes no value:", argv[*i]);
+		a->values[k] = "";
+	} else if (*rest != '\0') {
+		a->values[k] = rest;
+	} else if (*i + 1 < argc) {
+		a->values[k] = argv[++*i];
+	} else {
+		return args_usage_error(path,
+		                        "this option needs a value:", argv[*i]);
+	}
+	return CLI_EXIT_OK;
+}
+
 /* Checks the required options and the number of positional arguments. */
 static int
 args_check(const cli_verb *v, const char *path, const cli_args *a)
@@ -89,7 +127,7 @@ int
 cli_args_parse(const cli_verb *v, const char *path, int argc,
                char *const argv[], cli_args *a, int *help)
 {
-	int i, opts_done = 0, rc;
+	int i, k, opts_done = 0, rc;
 
 	memset(a, 0, sizeof(*a));
 	a->verb = v;
@@ -106,6 +144,13 @@ cli_args_parse(const cli_verb *v, const char *path, int argc,
 		} else if (!opts_done && strncmp(argv[i], "--", 2) == 0) {
 			if ((rc = args_option(v, path, argc, argv, &i, a)) !=
 			    CLI_EXIT_OK)
+				return rc;
+		} else if (!opts_done && argv[i][0] == '-' &&
+		           (k = args_find_short(v, argv[i][1])) >= 0) {
+			/* Other "-x" stay positional: a DeviceName may
+			 * start with '-'. */
+			if ((rc = args_short_option(v, path, argc, argv, &i, k,
+			                            a)) != CLI_EXIT_OK)
 				return rc;
 		} else if (a->npos < v->max_pos && a->npos < CLI_POS_MAX) {
 			a->pos[a->npos++] = argv[i];
@@ -158,7 +203,7 @@ cli_arg_int(const cli_args *a, const char *name, long min, long max, long def,
 void
 cli_verb_help(const cli_verb *v, const char *path)
 {
-	char flag[64];
+	char flag[64], sh[8];
 	size_t i;
 
 	printf("usage: iotca [global options] %s%s%s\n\n%s\n", path,
@@ -167,7 +212,11 @@ cli_verb_help(const cli_verb *v, const char *path)
 		printf("\n%s\n", v->details);
 	printf("\noptions:\n");
 	for (i = 0; i < v->nopts; i++) {
-		snprintf(flag, sizeof(flag), "--%s%s%s", v->opts[i].name,
+		sh[0] = '\0';
+		if (v->opts[i].short_name != 0)
+			snprintf(sh, sizeof(sh), "-%c, ",
+			         v->opts[i].short_name);
+		snprintf(flag, sizeof(flag), "%s--%s%s%s", sh, v->opts[i].name,
 		         v->opts[i].value ? " " : "",
 		         v->opts[i].value ? v->opts[i].value : "");
 		printf("  %-22s %s%s\n", flag, v->opts[i].help,

@@ -36,22 +36,23 @@ typedef enum cli_service {
 } cli_service;
 
 /* One option of a verb: "--name VALUE", or a flag ("--all") when value is
- * NULL. */
+ * NULL; also "-c VALUE" (or "-cVALUE") when it has a short name c. */
 typedef struct cli_opt {
 	const char *name;  /* without the dashes */
 	const char *value; /* placeholder for --help ("FILE"); NULL: a flag */
 	const char *help;  /* one line */
 	int required;
+	char short_name; /* 'o' for "-o"; 0: none */
 } cli_opt;
 
 /* The options every list verb takes (see cli_list). */
 /* clang-format off */
 #define CLI_OPTS_PAGING                                                      \
 	{"page-size", "N", "items per request, 1-1000 (server default 100)", \
-	 0},                                                                 \
+	 0, 0},                                                              \
 	{"page-token", "TOKEN", "start at this page (from a previous list)", \
-	 0},                                                                 \
-	{"all", NULL, "follow next_page_token until the last page", 0}
+	 0, 0},                                                              \
+	{"all", NULL, "follow next_page_token until the last page", 0, 0}
 /* clang-format on */
 
 #define CLI_OPTS_MAX 16
@@ -128,6 +129,8 @@ struct cli_ctx {
 	const iotca_config *cfg;
 	int json;
 	iotca_rpc_client *clients[CLI_SERVICE_COUNT_];
+	iotca_err last_err; /* of the last call: IOTCA_OK, or why it failed
+	                       (IOTCA_EPRECOND: FAILED_PRECONDITION ...) */
 };
 
 /* Frees the clients. */
@@ -141,6 +144,14 @@ void cli_ctx_close(cli_ctx *ctx);
  */
 int cli_call(cli_ctx *ctx, cli_service svc, const char *method,
              const ProtobufCMessage *req, ProtobufCMessage **resp);
+
+/*
+ * cli_call with its own time limit for slow methods: default_ms when
+ * IOTCA_TIMEOUT_MS is not set (which otherwise applies, as for every call).
+ */
+int cli_call_ms(cli_ctx *ctx, cli_service svc, const char *method,
+                const ProtobufCMessage *req, long default_ms,
+                ProtobufCMessage **resp);
 
 /*
  * Runs a paginated list RPC and prints the items: a table of cols, or a

@@ -140,10 +140,10 @@ ca_delete_run(cli_ctx *ctx, const cli_args *a)
 }
 
 static const cli_opt ca_register_opts[] = {
-    {"name", "NAME", "4-30 characters of letters, digits and _", 1},
-    {"cert", "FILE", "the CA certificate, PEM or DER", 1},
-    {"verification", "FILE", "the validation certificate, PEM or DER", 1},
-    {"inactive", NULL, "register it INACTIVE (default ACTIVE)", 0},
+    {"name", "NAME", "4-30 characters of letters, digits and _", 1, 0},
+    {"cert", "FILE", "the CA certificate, PEM or DER", 1, 0},
+    {"verification", "FILE", "the validation certificate, PEM or DER", 1, 0},
+    {"inactive", NULL, "register it INACTIVE (default ACTIVE)", 0, 0},
 };
 
 static const cli_opt ca_list_opts[] = {CLI_OPTS_PAGING};

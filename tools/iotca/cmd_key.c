@@ -45,9 +45,9 @@ key_revoke_run(cli_ctx *ctx, const cli_args *a)
 }
 
 static const cli_opt key_create_opts[] = {
-    {"account", "ID", "the account the key acts for", 1},
+    {"account", "ID", "the account the key acts for", 1, 0},
     {"description", "TEXT",
-     "note for humans, at most 128 printable ASCII characters", 0},
+     "note for humans, at most 128 printable ASCII characters", 0, 0},
 };
 
 static const cli_verb key_verbs[] = {

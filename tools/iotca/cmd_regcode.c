@@ -21,7 +21,8 @@ regcode_run(cli_ctx *ctx, const cli_args *a)
 }
 
 static const cli_opt regcode_opts[] = {
-    {"rotate", NULL, "issue a new random code; the old one stops working", 0},
+    {"rotate", NULL, "issue a new random code; the old one stops working", 0,
+     0},
 };
 
 static const cli_verb regcode_verbs[] = {

@@ -112,17 +112,31 @@ int
 cli_call(cli_ctx *ctx, cli_service svc, const char *method,
          const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
+	return cli_call_ms(ctx, svc, method, req, 0, resp);
+}
+
+int
+cli_call_ms(cli_ctx *ctx, cli_service svc, const char *method,
+            const ProtobufCMessage *req, long default_ms,
+            ProtobufCMessage **resp)
+{
 	iotca_rpc_client *c = NULL;
 	iotca_errbuf eb;
+	long ms = 0; /* the client's: IOTCA_TIMEOUT_MS or 10 s */
 	int rc, st;
 
 	*resp = NULL;
+	ctx->last_err = IOTCA_EINTERNAL;
 	if ((rc = cli_client(ctx, svc, &c)) != CLI_EXIT_OK)
 		return rc;
+	if (iotca_config_get(ctx->cfg, "IOTCA_TIMEOUT_MS") == NULL)
+		ms = default_ms;
 	iotca_errbuf_clear(&eb);
-	if (iotca_rpc_client_call(c, cli_services[svc].desc, method, req, 0,
-	                          resp, &eb) == IOTCA_OK)
+	ctx->last_err = iotca_rpc_client_call(c, cli_services[svc].desc, method,
+	                                      req, ms, resp, &eb);
+	if (ctx->last_err == IOTCA_OK)
 		return CLI_EXIT_OK;
+	ctx->last_err = eb.code;
 	st = iotca_err_grpc_status(eb.code);
 	cli_fail(CLI_EXIT_FAIL, "%s (%s)", iotca_errbuf_msg(&eb),
 	         st >= 0 && (size_t)st < CLI_COUNT(cli_status_names)

@@ -29,8 +29,8 @@ static const iotca_config_opt cli_opts[] = {
      "private key (PEM) of the client certificate", 0, 0},
     {"IOTCA_GRPC_TLS_SERVER_NAME", "tls-server-name", IOTCA_CFG_STRING, NULL,
      "name to check in the services' certificates", 0, 0},
-    {"IOTCA_TIMEOUT_MS", "timeout-ms", IOTCA_CFG_INT, "10000",
-     "time limit of each request, in milliseconds", 1, 3600000},
+    {"IOTCA_TIMEOUT_MS", "timeout-ms", IOTCA_CFG_INT, NULL,
+     "ms per request; unset: 10000, 30000 for assoc upload", 1, 3600000},
     {"IOTCA_JSON", "json", IOTCA_CFG_BOOL, NULL,
      "print one JSON document instead of text", 0, 0},
     {"IOTCA_LOG_LEVEL", "log-level", IOTCA_CFG_LOGLEVEL, "error",
@@ -39,11 +39,12 @@ static const iotca_config_opt cli_opts[] = {
 
 #define CLI_USAGE "iotca [global options] COMMAND [VERB] [options] [arguments]"
 #define CLI_SUMMARY                                                            \
-	"The iotca command line: accounts and API keys (operator token), the " \
-	"registration\ncode and CA certificates (tenant API key). Pass the "   \
-	"token in IOTCA_TOKEN_FILE\nrather than --token, which other users "   \
-	"can see in ps. Without --tls-ca the\nconnection is plaintext, for "   \
-	"loopback development only."
+	"The iotca command line: accounts and API keys (operator token); the " \
+	"registration\ncode, CA certificates, products, device associations "  \
+	"and devices (tenant API\nkey). Pass the token in IOTCA_TOKEN_FILE "   \
+	"rather than --token, which other users\ncan see in ps. Without "      \
+	"--tls-ca the connection is plaintext, for loopback\ndevelopment "     \
+	"only."
 
 #define CLI_GROUP(name) &cmd_##name##_group,
 static const cli_group *const cli_groups[] = {

@@ -393,6 +393,26 @@ out_table_add_message(out_table *t, const ProtobufCMessage *m)
 	return IOTCA_OK;
 }
 
+iotca_err
+out_table_add_row(out_table *t, const char *const *cells)
+{
+	char **row;
+	size_t c;
+
+	if (t->ncols == 0 || table_grow(t) != IOTCA_OK)
+		return IOTCA_ENOMEM;
+	row = t->cells + t->nrows * t->ncols;
+	for (c = 0; c < t->ncols; c++) {
+		if ((row[c] = strdup(cells[c] ? cells[c] : "-")) == NULL) {
+			while (c > 0)
+				free(row[--c]);
+			return IOTCA_ENOMEM;
+		}
+	}
+	t->nrows++;
+	return IOTCA_OK;
+}
+
 /* Columns a UTF-8 string takes (one per code point). */
 static size_t
 text_width(const char *s)

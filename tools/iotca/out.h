@@ -38,6 +38,9 @@ out_table *out_table_create(const out_column *cols, size_t ncols);
 /* Adds a row made of the columns' fields of m (copied). */
 iotca_err out_table_add_message(out_table *t, const ProtobufCMessage *m);
 
+/* Adds a row of ready-made cells, one per column (copied; NULL is "-"). */
+iotca_err out_table_add_row(out_table *t, const char *const *cells);
+
 /* Prints the header and the rows, columns two spaces apart. */
 void out_table_print(const out_table *t, FILE *f);
 
