@@ -13,7 +13,7 @@ set -euo pipefail
 # ---------------------------------------------------------------------------
 PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-format git
   libclang-rt-14-dev # clang's libFuzzer and LeakSanitizer runtimes
   # gRPC C core and protobuf-c
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
