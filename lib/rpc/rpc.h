@@ -153,6 +153,14 @@ long iotca_rpc_call_remaining_ms(const iotca_rpc_call *call);
 /* Whether the client cancelled the call or its deadline passed. */
 int iotca_rpc_call_cancelled(const iotca_rpc_call *call);
 
+/*
+ * From an IOTCA_RPC_INLINE handler that finds it would have to block (a
+ * cache miss): asks for the handler to run again, from the start, on a
+ * worker thread. Call it before touching the response and return IOTCA_OK
+ * at once. On a worker thread it does nothing and returns 0; else 1.
+ */
+int iotca_rpc_call_defer(iotca_rpc_call *call);
+
 /* Sets the call's error status and message; returns code. */
 iotca_err iotca_rpc_call_fail(iotca_rpc_call *call, iotca_err code,
                               const char *fmt, ...)

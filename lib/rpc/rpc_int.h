@@ -60,6 +60,8 @@ struct iotca_rpc_call {
 	grpc_byte_buffer *resp_bb; /* sent response, destroyed after SEND */
 	int close_cancelled;       /* written by RECV_CLOSE_ON_SERVER */
 	int close_in_send;         /* RECV_CLOSE rides in the SEND batch */
+	int on_worker;             /* the handler runs on the worker pool */
+	int deferred;              /* an inline handler asked for a worker */
 	atomic_int cancelled;
 	atomic_int refs; /* one per batch whose tag is still to come */
 	const rpc_method *method;

@@ -249,6 +249,15 @@ iotca_rpc_call_cancelled(const iotca_rpc_call *call)
 	return atomic_load(&call->cancelled);
 }
 
+int
+iotca_rpc_call_defer(iotca_rpc_call *call)
+{
+	if (call->on_worker)
+		return 0;
+	call->deferred = 1;
+	return 1;
+}
+
 iotca_err
 iotca_rpc_call_fail(iotca_rpc_call *call, iotca_err code, const char *fmt, ...)
 {
@@ -362,6 +371,8 @@ rpc_call_respond(iotca_rpc_call *c, iotca_err rc)
 	}
 }
 
+static void rpc_pool_push(iotca_rpc_server *srv, iotca_rpc_call *c);
+
 /* Runs the handler and answers. On a worker or the cq thread. */
 static void
 rpc_call_run(iotca_rpc_call *c)
@@ -377,6 +388,11 @@ rpc_call_run(iotca_rpc_call *c)
 	c->status = IOTCA_OK;
 	c->status_msg[0] = '\0';
 	rc = c->method->fn(c, c->req, c->resp, c->method->arg);
+	if (c->deferred && !c->on_worker) {
+		c->deferred = 0;
+		rpc_pool_push(c->srv, c); /* again, where it may block */
+		return;
+	}
 	rpc_call_respond(c, rc);
 }
 
@@ -412,6 +428,7 @@ rpc_worker_main(void *arg)
 		if (srv->pool_head == NULL)
 			srv->pool_tail = NULL;
 		pthread_mutex_unlock(&srv->pool_mu);
+		c->on_worker = 1;
 		rpc_call_run(c);
 	}
 }

@@ -382,10 +382,12 @@ assoc_update_device_status(iotca_rpc_call *call, const ProtobufCMessage *req,
 	return IOTCA_OK;
 }
 
-/* The association of key from the cache, or from etcd (then cached). */
+/* The association of key from the cache, or from etcd (then cached).
+ * *deferred 1: a miss on the completion-queue thread; the handler runs
+ * again on a worker and must return at once. */
 static iotca_err
 assoc_resolve_read(assoc_svc *a, iotca_rpc_call *call, const char *key,
-                   dev_record *rec, int *found)
+                   dev_record *rec, int *found, int *deferred)
 {
 	dev_cache *cache = atomic_load(&a->devices);
 	iotca_etcd_kv kv;
@@ -397,6 +399,8 @@ assoc_resolve_read(assoc_svc *a, iotca_rpc_call *call, const char *key,
 		*found = 1;
 		return IOTCA_OK;
 	}
+	if ((*deferred = iotca_rpc_call_defer(call)) != 0)
+		return IOTCA_OK;
 	if (iotca_etcd_get(a->etcd, key, strlen(key), &kv, found, &eb) !=
 	    IOTCA_OK)
 		return iotca_svc_etcd_fail(call, &eb,
@@ -431,7 +435,7 @@ assoc_resolve_device(iotca_rpc_call *call, const ProtobufCMessage *req,
 	iotca_principal who;
 	iotca_errbuf eb;
 	dev_record rec;
-	int found;
+	int found, deferred = 0;
 	iotca_err rc;
 
 	if ((rc = iotca_auth_call(a->auth, call, IOTCA_PRINCIPAL_INTERNAL,
@@ -449,7 +453,9 @@ assoc_resolve_device(iotca_rpc_call *call, const ProtobufCMessage *req,
 		return iotca_rpc_call_fail(call, IOTCA_EINVAL, "cert_sn: %s",
 		                           iotca_errbuf_msg(&eb));
 	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s/%s", in->account_id, sn);
-	if ((rc = assoc_resolve_read(a, call, key, &rec, &found)) != IOTCA_OK)
+	if ((rc = assoc_resolve_read(a, call, key, &rec, &found, &deferred)) !=
+	        IOTCA_OK ||
+	    deferred)
 		return rc;
 	if (!found || strcmp(rec.ca, in->ca_id) != 0)
 		return iotca_rpc_call_fail(

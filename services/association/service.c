@@ -12,19 +12,22 @@ typedef struct assoc_method {
 	const char *name;
 	iotca_rpc_handler_fn fn;
 	size_t max_request;
+	unsigned flags;
 } assoc_method;
 
 static const assoc_method assoc_methods[] = {
-    {"CreateProduct", assoc_create_product, OTHER_MAX_REQUEST},
-    {"GetProduct", assoc_get_product, OTHER_MAX_REQUEST},
-    {"ListProducts", assoc_list_products, OTHER_MAX_REQUEST},
-    {"GetCsvTemplate", assoc_get_template, OTHER_MAX_REQUEST},
-    {"UploadAssociations", assoc_upload, UPLOAD_MAX_REQUEST},
-    {"ListAssociations", assoc_list, OTHER_MAX_REQUEST},
-    {"GetAssociation", assoc_get, OTHER_MAX_REQUEST},
-    {"DeleteAssociation", assoc_delete, OTHER_MAX_REQUEST},
-    {"UpdateDeviceStatus", assoc_update_device_status, OTHER_MAX_REQUEST},
-    {"ResolveDevice", assoc_resolve_device, OTHER_MAX_REQUEST},
+    {"CreateProduct", assoc_create_product, OTHER_MAX_REQUEST, 0},
+    {"GetProduct", assoc_get_product, OTHER_MAX_REQUEST, 0},
+    {"ListProducts", assoc_list_products, OTHER_MAX_REQUEST, 0},
+    {"GetCsvTemplate", assoc_get_template, OTHER_MAX_REQUEST, 0},
+    {"UploadAssociations", assoc_upload, UPLOAD_MAX_REQUEST, 0},
+    {"ListAssociations", assoc_list, OTHER_MAX_REQUEST, 0},
+    {"GetAssociation", assoc_get, OTHER_MAX_REQUEST, 0},
+    {"DeleteAssociation", assoc_delete, OTHER_MAX_REQUEST, 0},
+    {"UpdateDeviceStatus", assoc_update_device_status, OTHER_MAX_REQUEST, 0},
+    /* Inline: answered from the cache, deferred to a worker on a miss. */
+    {"ResolveDevice", assoc_resolve_device, OTHER_MAX_REQUEST,
+     IOTCA_RPC_INLINE},
 };
 
 iotca_err
@@ -36,8 +39,9 @@ assoc_register(assoc_svc *a, iotca_rpc_server *srv, iotca_errbuf *eb)
 	for (i = 0; i < sizeof(assoc_methods) / sizeof(assoc_methods[0]); i++)
 		if ((rc = iotca_rpc_server_register(
 		         srv, &iotca__v1__association__descriptor,
-		         assoc_methods[i].name, assoc_methods[i].fn, a, 0,
-		         assoc_methods[i].max_request, eb)) != IOTCA_OK)
+		         assoc_methods[i].name, assoc_methods[i].fn, a,
+		         assoc_methods[i].flags, assoc_methods[i].max_request,
+		         eb)) != IOTCA_OK)
 			return rc;
 	return IOTCA_OK;
 }

@@ -914,13 +914,18 @@ reg_resolve_issuer(iotca_rpc_call *call, const ProtobufCMessage *req,
 		    "issuer_der must be 1 to %u bytes of "
 		    "DER",
 		    ISSUER_DER_MAX);
+	/* Inline (no I/O) from the watched copy; before it is loaded, again
+	 * on a worker thread, reading etcd. */
+	cache = atomic_load(&r->issuers);
+	if (cache == NULL && iotca_rpc_call_defer(call))
+		return IOTCA_OK;
 	iotca_svc_sha256_hex(in->issuer_der.data, in->issuer_der.len, hash);
 	snprintf(prefix, sizeof(prefix), ISSUERS_PREFIX "%s/", hash);
 	out->ca_certificates = iotca_arena_zalloc(iotca_rpc_call_arena(call),
 	                                          REG_MAX_CAS * sizeof(void *));
 	if (out->ca_certificates == NULL)
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
-	if ((cache = atomic_load(&r->issuers)) != NULL)
+	if (cache != NULL)
 		return issuer_cache_lookup(cache, call, hash, out);
 	if (iotca_etcd_range_prefix(r->etcd, prefix, strlen(prefix), 64,
 	                            ca_resolve_add, &l, &eb) != IOTCA_OK)

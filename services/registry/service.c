@@ -25,7 +25,8 @@ static const reg_method reg_methods[] = {
     {"ListCaCertificates", reg_list_cas, 0},
     {"UpdateCaCertificateStatus", reg_update_ca_status, 0},
     {"DeleteCaCertificate", reg_delete_ca, 0},
-    {"ResolveIssuer", reg_resolve_issuer, 0},
+    /* Inline: answered from memory, deferred to a worker otherwise. */
+    {"ResolveIssuer", reg_resolve_issuer, IOTCA_RPC_INLINE},
 };
 
 iotca_err

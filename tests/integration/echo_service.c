@@ -109,6 +109,20 @@ echo_noop(iotca_rpc_call *call, const ProtobufCMessage *req,
 	return IOTCA_OK;
 }
 
+static iotca_err
+echo_deferred(iotca_rpc_call *call, const ProtobufCMessage *req,
+              ProtobufCMessage *resp, void *arg)
+{
+	Iotca__Test__EchoResponse *out = (void *)resp;
+
+	(void)req;
+	(void)arg;
+	if (iotca_rpc_call_defer(call))
+		return IOTCA_OK; /* on the completion-queue thread: not here */
+	out->text = "worker";
+	return IOTCA_OK;
+}
+
 iotca_err
 echo_service_register(iotca_rpc_server *srv, size_t echo_max_request,
                       iotca_errbuf *eb)
@@ -128,6 +142,10 @@ echo_service_register(iotca_rpc_server *srv, size_t echo_max_request,
 	    (rc = iotca_rpc_server_register(
 	         srv, d, "SetHealth", echo_set_health, NULL, IOTCA_RPC_INLINE,
 	         0, eb)) != IOTCA_OK)
+		return rc;
+	if ((rc = iotca_rpc_server_register(srv, d, "Deferred", echo_deferred,
+	                                    NULL, IOTCA_RPC_INLINE, 0, eb)) !=
+	    IOTCA_OK)
 		return rc;
 	return iotca_rpc_server_register(srv, d, "Noop", echo_noop, NULL,
 	                                 IOTCA_RPC_INLINE, 0, eb);

@@ -480,6 +480,32 @@ test_concurrent_calls(void)
 }
 
 static void
+test_inline_handler_defers_to_worker(void)
+{
+	Iotca__Test__EchoRequest req = IOTCA__TEST__ECHO_REQUEST__INIT;
+	Iotca__Test__EchoResponse *r = NULL;
+	iotca_rpc_server_opts so = {0};
+	iotca_rpc_client *c;
+	iotca_rpc_server *srv;
+	iotca_errbuf eb;
+	int port;
+
+	REQUIRE((srv = start_server(&so, &port)) != NULL);
+	REQUIRE((c = make_client(port, NULL, NULL, NULL, NULL)) != NULL);
+	req.text = "x";
+	CHECK_EQ_INT(iotca_rpc_client_call(c, &iotca__test__echo__descriptor,
+	                                   "Deferred", &req.base, 0,
+	                                   (ProtobufCMessage **)&r, &eb),
+	             IOTCA_OK);
+	if (r != NULL) {
+		CHECK_EQ_STR(r->text, "worker");
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	iotca_rpc_client_destroy(c);
+	iotca_rpc_server_destroy(srv);
+}
+
+static void
 test_server_down(void)
 {
 	Iotca__Test__EchoResponse *r = NULL;
@@ -520,6 +546,7 @@ main(void)
 	RUN(test_port_in_use);
 	RUN(test_graceful_shutdown);
 	RUN(test_concurrent_calls);
+	RUN(test_inline_handler_defers_to_worker);
 	RUN(test_server_down);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", cert_dir);
 	if (system(cmd) != 0)
