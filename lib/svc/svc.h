@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "auth/auth.h"
+#include "config/config.h"
 #include "etcd/etcd.h"
 #include "rpc/rpc.h"
 
@@ -58,5 +60,108 @@ iotca_err iotca_svc_unb64(iotca_arena *a, const char *s,
 
 /* SHA-256 of n bytes as 64 lowercase hex digits. */
 void iotca_svc_sha256_hex(const void *p, size_t n, char out[65]);
+
+/* ------------------------------------------------ a service's main() */
+
+/* The settings every gRPC service reads, for its iotca_config_opt table
+ * (then its own, then IOTCA_CONFIG_OPT_LOG_LEVEL). */
+#define IOTCA_SVC_CONFIG_OPTS(listen_default, etcd_timeout_ms)                 \
+	{"IOTCA_LISTEN",                                                       \
+	 "listen",                                                             \
+	 IOTCA_CFG_HOSTPORT,                                                   \
+	 listen_default,                                                       \
+	 "gRPC address to listen on",                                          \
+	 0,                                                                    \
+	 0},                                                                   \
+	    {"IOTCA_ETCD_ENDPOINTS",                                           \
+	     "etcd-endpoints",                                                 \
+	     IOTCA_CFG_URLS,                                                   \
+	     "http://127.0.0.1:2379",                                          \
+	     "etcd client URLs, comma-separated",                              \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_ETCD_TIMEOUT_MS",                                          \
+	     "etcd-timeout-ms",                                                \
+	     IOTCA_CFG_INT,                                                    \
+	     etcd_timeout_ms,                                                  \
+	     "time limit of one etcd request, failover included",              \
+	     100,                                                              \
+	     600000},                                                          \
+	    {"IOTCA_OPERATOR_TOKEN",                                           \
+	     "operator-token",                                                 \
+	     IOTCA_CFG_SECRET,                                                 \
+	     NULL,                                                             \
+	     "token of the operator RPCs; unset: they are refused",            \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_INTERNAL_TOKEN",                                           \
+	     "internal-token",                                                 \
+	     IOTCA_CFG_SECRET,                                                 \
+	     NULL,                                                             \
+	     "token the edge sends for internal RPCs; unset: mTLS only",       \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_INTERNAL_CN",                                              \
+	     "internal-cn",                                                    \
+	     IOTCA_CFG_STRING,                                                 \
+	     "iotca-edge",                                                     \
+	     "client certificate CN accepted as internal (with "               \
+	     "IOTCA_GRPC_TLS_CA)",                                             \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_GRPC_TLS_CERT",                                            \
+	     "grpc-tls-cert",                                                  \
+	     IOTCA_CFG_FILE,                                                   \
+	     NULL,                                                             \
+	     "server certificate (PEM); unset: plaintext",                     \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_GRPC_TLS_KEY",                                             \
+	     "grpc-tls-key",                                                   \
+	     IOTCA_CFG_FILE,                                                   \
+	     NULL,                                                             \
+	     "server private key (PEM)",                                       \
+	     0,                                                                \
+	     0},                                                               \
+	    {"IOTCA_GRPC_TLS_CA",                                              \
+	     "grpc-tls-ca",                                                    \
+	     IOTCA_CFG_FILE,                                                   \
+	     NULL,                                                             \
+	     "CA of internal clients' (and other services') certificates "     \
+	     "(PEM)",                                                          \
+	     0,                                                                \
+	     0},                                                               \
+	{                                                                      \
+		"IOTCA_GRPC_WORKERS", "grpc-workers", IOTCA_CFG_INT, "16",     \
+		    "threads running handlers", 1, 256                         \
+	}
+
+/* What every service holds: etcd, credentials, its gRPC server. */
+typedef struct iotca_svc_base {
+	const char *name; /* health service name, e.g. "iotca.v1.Registry" */
+	iotca_etcd *etcd;
+	iotca_auth *auth;
+	iotca_rpc_server *srv;
+	int healthy;
+} iotca_svc_base;
+
+/* Opens etcd (reply cap etcd_max_reply; 0: the default) and the
+ * credentials from the common settings. */
+iotca_err iotca_svc_base_open(iotca_svc_base *b, const iotca_config *cfg,
+                              size_t etcd_max_reply, iotca_errbuf *eb);
+
+/* Server options from the common settings (listen, TLS, workers). */
+void iotca_svc_server_opts(const iotca_config *cfg, iotca_rpc_server_opts *so);
+
+/*
+ * Runs until SIGINT or SIGTERM (SIGHUP is ignored). Every 2 s it asks
+ * etcd for its health: while etcd cannot be reached the server reports
+ * NOT_SERVING; while it can, tick(arg) runs (NULL: none), e.g. to start a
+ * cache that needs etcd. Returns the signal.
+ */
+int iotca_svc_base_run(iotca_svc_base *b, void (*tick)(void *arg), void *arg);
+
+/* Destroys the server (if still there), the credentials and etcd. */
+void iotca_svc_base_close(iotca_svc_base *b);
 
 #endif /* IOTCA_SVC_H */
