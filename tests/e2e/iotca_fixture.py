@@ -39,7 +39,6 @@ etcd data) for a post-mortem; their paths are printed at exit.
 The build directory is IOTCA_BUILD_DIR (ctest sets it) or REPO/build.
 """
 import atexit
-import ctypes
 import glob
 import json
 import os
@@ -55,6 +54,12 @@ import threading
 import time
 import types
 import urllib.request
+
+# grpcio's fork handlers pause its threads around fork(); with calls in
+# flight on other threads that can deadlock the fork that starts a service
+# (seen: a test hung in __run_prefork_handlers). Tests never use gRPC in a
+# child, so switch them off before grpc is imported.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -128,25 +133,15 @@ try:
 except ValueError:  # imported outside the main thread: leave it be
     pass
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    # Runs in the child between fork and exec: keep it minimal. If the
-    # parent died before prctl took effect, nobody would kill us: leave.
-    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != _PARENT:
-        os._exit(1)
-
-
-_PARENT = os.getpid()
-
 
 def _popen(argv, **kw):
-    return subprocess.Popen(argv, preexec_fn=_die_with_parent,
-                            stdin=subprocess.DEVNULL, **kw)
+    # The child dies with us: setpriv (util-linux) sets PR_SET_PDEATHSIG
+    # and execs argv, so the pid is the service's own. No preexec_fn: it
+    # forces a fork() that runs grpcio's fork handlers, which can deadlock
+    # while other threads have calls in flight; without it Python spawns
+    # with vfork, which runs none.
+    return subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--"]
+                            + list(argv), stdin=subprocess.DEVNULL, **kw)
 
 
 def _tail(path, n=40):

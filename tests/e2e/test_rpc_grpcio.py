@@ -14,6 +14,9 @@ import threading
 import time
 import unittest
 
+# See iotca_fixture.py: no grpcio fork handlers around our own forks.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+
 SERVER = sys.argv[1] if len(sys.argv) > 1 else None
 ROOT = sys.argv[2] if len(sys.argv) > 2 else None
 
@@ -42,8 +45,10 @@ class Server:
         e = dict(os.environ, IOTCA_LISTEN="127.0.0.1:0",
                  IOTCA_TEST_MAX_REQUEST="65536", IOTCA_LOG_LEVEL="warn")
         e.update(env or {})
-        self.proc = subprocess.Popen([SERVER], env=e, stdout=subprocess.PIPE,
-                                     text=True)
+        # setpriv: the server dies with this test (PR_SET_PDEATHSIG).
+        self.proc = subprocess.Popen(
+            ["setpriv", "--pdeathsig", "KILL", "--", SERVER], env=e,
+            stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("PORT="):
             self.proc.kill()
