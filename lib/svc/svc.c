@@ -27,6 +27,35 @@ iotca_svc_etcd_fail(iotca_rpc_call *call, const iotca_errbuf *eb,
 }
 
 iotca_err
+iotca_svc_fail_eb(iotca_rpc_call *call, const iotca_errbuf *eb,
+                  const char *doing)
+{
+	switch (eb->code) {
+	case IOTCA_EUNAVAIL:
+	case IOTCA_ETIMEDOUT:
+	case IOTCA_EPROTO:
+	case IOTCA_EOVERFLOW:
+	case IOTCA_EINTERNAL:
+		return iotca_svc_etcd_fail(call, eb, doing);
+	default:
+		return iotca_rpc_call_fail_eb(call, eb);
+	}
+}
+
+iotca_err
+iotca_svc_check_id(iotca_rpc_call *call, const char *id, const char *field,
+                   const char *object)
+{
+	if (id[0] == '\0')
+		return iotca_rpc_call_fail(call, IOTCA_EINVAL, "%s is empty",
+		                           field);
+	if (!iotca_svc_valid_chars(id, 1, IOTCA_ID_MAX, "-"))
+		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
+		                           "no %s with id '%.64s'", object, id);
+	return IOTCA_OK;
+}
+
+iotca_err
 iotca_svc_get_json(iotca_etcd *etcd, iotca_rpc_call *call, const char *key,
                    json_t **out, int *found, int64_t *mod_rev)
 {

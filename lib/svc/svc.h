@@ -25,6 +25,22 @@
 iotca_err iotca_svc_etcd_fail(iotca_rpc_call *call, const iotca_errbuf *eb,
                               const char *doing);
 
+/* Fails the call with eb: codes that mean "etcd or the store failed"
+ * (UNAVAILABLE, DEADLINE, a bad or oversized reply, an internal error)
+ * go through iotca_svc_etcd_fail; the others (a rule: NOT_FOUND,
+ * ALREADY_EXISTS, ...) keep their code and message. */
+iotca_err iotca_svc_fail_eb(iotca_rpc_call *call, const iotca_errbuf *eb,
+                            const char *doing);
+
+/*
+ * Checks an object id from a request, as the contract says: empty is
+ * INVALID_ARGUMENT ("<field> is empty"); anything that is not 1 to
+ * IOTCA_ID_MAX of [A-Za-z0-9_-] cannot exist, so it is NOT_FOUND with the
+ * same message as an unknown id ("no <object> with id '<id>'").
+ */
+iotca_err iotca_svc_check_id(iotca_rpc_call *call, const char *id,
+                             const char *field, const char *object);
+
 /* Reads one key's JSON value. *found 0 when absent. *mod_rev may be NULL.
  * Sets the call's status on failure. */
 iotca_err iotca_svc_get_json(iotca_etcd *etcd, iotca_rpc_call *call,

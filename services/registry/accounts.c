@@ -153,22 +153,12 @@ reg_create_api_key(iotca_rpc_call *call, const ProtobufCMessage *req,
 	if ((rc = iotca_auth_call(r->auth, call, IOTCA_PRINCIPAL_OPERATOR,
 	                          &who)) != IOTCA_OK)
 		return rc;
-	/* Contract: empty is INVALID_ARGUMENT, malformed does not exist. */
-	if (in->account_id[0] == '\0')
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "account_id is empty");
-	if (!iotca_svc_valid_chars(in->account_id, 1, IOTCA_ID_MAX, "-"))
-		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
-		                           "no account with id '%.64s'",
-		                           in->account_id);
-	if ((rc = iotca_auth_key_create(r->auth, in->account_id,
-	                                in->description, &key, &eb)) !=
-	    IOTCA_OK)
-		return rc == IOTCA_EUNAVAIL || rc == IOTCA_ETIMEDOUT ||
-		               rc == IOTCA_EPROTO || rc == IOTCA_EOVERFLOW
-		           ? iotca_svc_etcd_fail(call, &eb,
-		                                 "creating the API key")
-		           : iotca_rpc_call_fail_eb(call, &eb);
+	if ((rc = iotca_svc_check_id(call, in->account_id, "account_id",
+	                             "account")) != IOTCA_OK)
+		return rc;
+	if (iotca_auth_key_create(r->auth, in->account_id, in->description,
+	                          &key, &eb) != IOTCA_OK)
+		return iotca_svc_fail_eb(call, &eb, "creating the API key");
 	out->key_id = iotca_arena_strdup(a, key.key_id);
 	out->api_key = iotca_arena_strdup(a, key.api_key);
 	out->account_id = iotca_arena_strdup(a, in->account_id);
@@ -190,18 +180,11 @@ reg_revoke_api_key(iotca_rpc_call *call, const ProtobufCMessage *req,
 	if ((rc = iotca_auth_call(r->auth, call, IOTCA_PRINCIPAL_OPERATOR,
 	                          &who)) != IOTCA_OK)
 		return rc;
-	if (in->key_id[0] == '\0')
-		return iotca_rpc_call_fail(call, IOTCA_EINVAL,
-		                           "key_id is empty");
-	if (!iotca_svc_valid_chars(in->key_id, 1, IOTCA_ID_MAX, "-"))
-		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
-		                           "no API key with id '%.64s'",
-		                           in->key_id);
-	if ((rc = iotca_auth_key_revoke(r->auth, in->key_id, &eb)) != IOTCA_OK)
-		return rc == IOTCA_ENOENT || rc == IOTCA_EINVAL
-		           ? iotca_rpc_call_fail_eb(call, &eb)
-		           : iotca_svc_etcd_fail(call, &eb,
-		                                 "revoking the API key");
+	if ((rc = iotca_svc_check_id(call, in->key_id, "key_id", "API key")) !=
+	    IOTCA_OK)
+		return rc;
+	if (iotca_auth_key_revoke(r->auth, in->key_id, &eb) != IOTCA_OK)
+		return iotca_svc_fail_eb(call, &eb, "revoking the API key");
 	return IOTCA_OK;
 }
 

@@ -480,17 +480,10 @@ static iotca_err
 ca_key_for(iotca_rpc_call *call, const char *acc, const char *id, char *key,
            size_t n)
 {
-	/* Contract: an empty id is INVALID_ARGUMENT, a malformed one is an
-	 * id that does not exist. */
-	if (id[0] == '\0')
-		return iotca_rpc_call_fail(
-		    call, IOTCA_EINVAL,
-		    "the CA certificate id is empty; see "
-		    "iotca ca list");
-	if (!iotca_svc_valid_chars(id, 1, IOTCA_ID_MAX, "-"))
-		return iotca_rpc_call_fail(call, IOTCA_ENOENT,
-		                           "no CA certificate with id '%.64s'",
-		                           id);
+	iotca_err rc = iotca_svc_check_id(call, id, "id", "CA certificate");
+
+	if (rc != IOTCA_OK)
+		return rc;
 	snprintf(key, n, CAS_PREFIX "%s/%s", acc, id);
 	return IOTCA_OK;
 }
