@@ -10,6 +10,9 @@
  *   /iotca/sn/<account_id>/<cert_sn>               the association:
  *       {"ca","sn","pk","dn","st":1|2,"t"}         (st: ENABLED/DISABLED)
  *   /iotca/devices/<account_id>/<pk>/<dn>          <cert_sn> (text)
+ *   /iotca/sn.progress                             written by the device
+ *                                                  change feed to mark
+ *                                                  progress (devchanges.c)
  * The SN key makes an SN unique in its account; the device key makes a
  * device hold one SN. An upload writes both keys of every row in ONE etcd
  * transaction, guarded by "absent" compares on each: all rows or none,
@@ -27,6 +30,7 @@
 #include <stdatomic.h>
 
 #include "auth/auth.h"
+#include "../registry/feed.h" /* generic; compiled from there */
 #include "etcd/etcd.h"
 #include "iotca/v1/association.pb-c.h"
 #include "iotca/v1/registry.pb-c.h"
@@ -51,6 +55,9 @@ typedef struct assoc_svc {
 	/* Set once by main when the watch is up; NULL until then, and
 	 * ResolveDevice reads etcd on every call. */
 	dev_cache *_Atomic devices;
+	/* Set once by main when the device change feed runs; NULL until
+	 * then, and ListDeviceChanges answers UNAVAILABLE. */
+	feed *_Atomic changes;
 	iotca_auth *auth;
 	iotca_rpc_client *registry; /* for CA ownership and status */
 	int fault_abort;            /* test builds: abort() at a commit point */
@@ -88,6 +95,11 @@ iotca_err assoc_update_device_status(iotca_rpc_call *, const ProtobufCMessage *,
                                      ProtobufCMessage *, void *);
 iotca_err assoc_resolve_device(iotca_rpc_call *, const ProtobufCMessage *,
                                ProtobufCMessage *, void *);
+
+/* devchanges.c: ListDeviceChanges, from a change feed of /iotca/sn/ */
+iotca_err dev_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb);
+iotca_err assoc_list_device_changes(iotca_rpc_call *, const ProtobufCMessage *,
+                                    ProtobufCMessage *, void *);
 
 /* devcache.c: ResolveDevice's cache of association records */
 typedef struct dev_record {

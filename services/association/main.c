@@ -56,12 +56,10 @@ server_open(const iotca_config *cfg, iotca_svc_base *b, assoc_svc *a,
 	return iotca_rpc_server_start(b->srv, NULL, eb);
 }
 
-/* Starts ResolveDevice's cache once etcd can be watched. Runs on the main
- * thread while etcd answers. */
+/* Starts ResolveDevice's cache once etcd can be watched. */
 static void
-cache_try_start(void *arg)
+cache_try_start(assoc_main *m)
 {
-	assoc_main *m = arg;
 	long cap =
 	    iotca_config_int(m->cfg, "IOTCA_ASSOC_CACHE_ENTRIES", 200000);
 	dev_cache *c = NULL;
@@ -76,6 +74,33 @@ cache_try_start(void *arg)
 		return;
 	}
 	atomic_store(&m->a.devices, c);
+}
+
+/* Starts ListDeviceChanges' feed once etcd can be watched, whether the
+ * cache runs or not. */
+static void
+changes_try_start(assoc_main *m)
+{
+	iotca_errbuf eb;
+	feed *f = NULL;
+
+	if (atomic_load(&m->a.changes) != NULL)
+		return;
+	if (dev_changes_start(m->a.etcd, &f, &eb) != IOTCA_OK) {
+		iotca_log_warn("DEVICE-CHANGES-UNAVAILABLE",
+		               "msg=\"%s\" action=retry",
+		               iotca_errbuf_msg(&eb));
+		return;
+	}
+	atomic_store(&m->a.changes, f);
+}
+
+/* Runs on the main thread every few seconds while etcd answers. */
+static void
+etcd_reachable(void *arg)
+{
+	cache_try_start(arg);
+	changes_try_start(arg);
 }
 
 int
@@ -103,7 +128,7 @@ main(int argc, char **argv)
 	if (registry_client_open(cfg, &m.a, &eb) != IOTCA_OK ||
 	    server_open(cfg, &b, &m.a, &eb) != IOTCA_OK)
 		goto fail;
-	iotca_svc_base_run(&b, cache_try_start, &m);
+	iotca_svc_base_run(&b, etcd_reachable, &m);
 	rc = 0;
 	goto out;
 fail:
@@ -115,6 +140,7 @@ out:
 	iotca_rpc_server_destroy(b.srv); /* no call runs after this */
 	b.srv = NULL;
 	dev_cache_stop(atomic_load(&m.a.devices));
+	feed_stop(atomic_load(&m.a.changes));
 	iotca_rpc_client_destroy(m.a.registry);
 	iotca_svc_base_close(&b);
 	iotca_config_destroy(cfg);

@@ -28,6 +28,9 @@ static const assoc_method assoc_methods[] = {
     /* Inline: answered from the cache, deferred to a worker on a miss. */
     {"ResolveDevice", assoc_resolve_device, OTHER_MAX_REQUEST,
      IOTCA_RPC_INLINE},
+    /* Inline: answered from memory under a mutex, never blocks. */
+    {"ListDeviceChanges", assoc_list_device_changes, OTHER_MAX_REQUEST,
+     IOTCA_RPC_INLINE},
 };
 
 iotca_err

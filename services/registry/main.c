@@ -41,11 +41,10 @@ server_open(const iotca_config *cfg, iotca_svc_base *b, registry *r,
 }
 
 /* Loads the issuer copy once etcd can be read (at start, or later if etcd
- * was down then). Runs on the main thread while etcd answers. */
+ * was down then). */
 static void
-issuers_try_start(void *arg)
+issuers_try_start(registry_main *m)
 {
-	registry_main *m = arg;
 	issuer_cache *c = NULL;
 	iotca_errbuf eb;
 
@@ -59,6 +58,32 @@ issuers_try_start(void *arg)
 		return;
 	}
 	atomic_store(&m->r.issuers, c);
+}
+
+/* Starts ListCaChanges' feed once etcd can be watched. */
+static void
+ca_changes_try_start(registry_main *m)
+{
+	iotca_errbuf eb;
+	feed *f = NULL;
+
+	if (atomic_load(&m->r.ca_changes) != NULL)
+		return;
+	if (ca_changes_start(m->r.etcd, &f, &eb) != IOTCA_OK) {
+		iotca_log_warn("CA-CHANGES-UNAVAILABLE",
+		               "msg=\"%s\" action=retry",
+		               iotca_errbuf_msg(&eb));
+		return;
+	}
+	atomic_store(&m->r.ca_changes, f);
+}
+
+/* Runs on the main thread every few seconds while etcd answers. */
+static void
+etcd_reachable(void *arg)
+{
+	issuers_try_start(arg);
+	ca_changes_try_start(arg);
 }
 
 int
@@ -83,7 +108,7 @@ main(int argc, char **argv)
 	m.r.auth = b.auth;
 	if (server_open(cfg, &b, &m.r, &eb) != IOTCA_OK)
 		goto fail;
-	iotca_svc_base_run(&b, issuers_try_start, &m);
+	iotca_svc_base_run(&b, etcd_reachable, &m);
 	rc = 0;
 	goto out;
 fail:
@@ -95,6 +120,7 @@ out:
 	iotca_rpc_server_destroy(b.srv); /* no call runs after this */
 	b.srv = NULL;
 	issuer_cache_stop(atomic_load(&m.r.issuers));
+	feed_stop(atomic_load(&m.r.ca_changes));
 	iotca_svc_base_close(&b);
 	iotca_config_destroy(cfg);
 	return rc;

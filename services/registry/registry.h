@@ -15,6 +15,9 @@
  *                                           account owns a subject DN
  *   /iotca/issuers/<sha256(subject DER)>/<ca_id>
  *                                           what ResolveIssuer returns
+ *   /iotca/cas.progress                     written by the CA change feed
+ *                                           to mark progress (cachanges.c,
+ *                                           feed.c); value: unix time
  * Every write that touches several keys is one etcd transaction guarded by
  * compares on the keys it read, retried when another writer got there
  * first: the rules hold across replicas.
@@ -28,6 +31,7 @@
 
 #include "auth/auth.h"
 #include "etcd/etcd.h"
+#include "feed.h"
 #include "iotca/v1/registry.pb-c.h"
 #include "rpc/rpc.h"
 #include "svc/svc.h"
@@ -43,6 +47,9 @@ typedef struct registry {
 	/* Set once by main when the copy is loaded; NULL until then, and
 	 * ResolveIssuer reads etcd instead. */
 	issuer_cache *_Atomic issuers;
+	/* Set once by main when the CA change feed runs; NULL until then,
+	 * and ListCaChanges answers UNAVAILABLE. */
+	feed *_Atomic ca_changes;
 } registry;
 
 /* Registers every Registry method on srv. */
@@ -76,6 +83,11 @@ iotca_err reg_delete_ca(iotca_rpc_call *, const ProtobufCMessage *,
                         ProtobufCMessage *, void *);
 iotca_err reg_resolve_issuer(iotca_rpc_call *, const ProtobufCMessage *,
                              ProtobufCMessage *, void *);
+
+/* cachanges.c: ListCaChanges, from a change feed of /iotca/cas/ */
+iotca_err ca_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb);
+iotca_err reg_list_ca_changes(iotca_rpc_call *, const ProtobufCMessage *,
+                              ProtobufCMessage *, void *);
 
 /* issuers.c: the watch-fed copy of /iotca/issuers/ */
 iotca_err issuer_cache_start(iotca_etcd *etcd, issuer_cache **out,

@@ -27,6 +27,8 @@ static const reg_method reg_methods[] = {
     {"DeleteCaCertificate", reg_delete_ca, 0},
     /* Inline: answered from memory, deferred to a worker otherwise. */
     {"ResolveIssuer", reg_resolve_issuer, IOTCA_RPC_INLINE},
+    /* Inline: answered from memory under a mutex, never blocks. */
+    {"ListCaChanges", reg_list_ca_changes, IOTCA_RPC_INLINE},
 };
 
 iotca_err

@@ -1,0 +1,98 @@
+/*
+ * feed.h - a change feed: the recent changes under one etcd prefix, kept
+ * in a bounded in-memory ring that a watch fills, so that "every change
+ * after revision R" is answered under a mutex, without I/O. The registry's
+ * ListCaChanges and the association service's ListDeviceChanges are built
+ * on it.
+ *
+ * It knows neither service: the service turns each watch event into an
+ * entry (one malloc'd block, laid out as it likes) and each entry into a
+ * response element. The association service compiles this file from here.
+ * (Its place is lib/; it lives here until it moves there.)
+ *
+ * The revision a feed answers is one up to which it has seen every change
+ * (feed.c explains how it knows); the ring holds every change it has seen
+ * after its "floor". Capacity is bounded by entries and by bytes; the
+ * oldest entries go first, raising the floor.
+ *
+ * Threads: the watch thread adds entries; a thread of the feed's own
+ * writes progress marks and probes etcd; handlers query. One mutex guards
+ * the ring and the revisions.
+ */
+#ifndef IOTCA_FEED_H
+#define IOTCA_FEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err/err.h"
+#include "etcd/etcd.h"
+
+typedef struct feed feed;
+
+/*
+ * Turns a PUT or DELETE of a key under the prefix into an entry. name is
+ * the key after the prefix (not NUL-terminated). Sets *data to a malloc'd
+ * block (the feed frees it) and *size to the bytes to count against the
+ * cap, or leaves *data NULL when the event is no change worth reporting.
+ * IOTCA_ENOMEM when it cannot: the feed then makes every caller that has
+ * not seen this revision start over (reset). On the watch thread, without
+ * the feed's lock.
+ */
+typedef iotca_err (*feed_parse_fn)(const iotca_etcd_event *ev, const char *name,
+                                   size_t name_len, void **data, size_t *size,
+                                   void *arg);
+
+typedef struct feed_opts {
+	const char *name;   /* for logs: "ca-changes" */
+	const char *prefix; /* the watched prefix: "/iotca/cas/" */
+	/* The key the feed writes to mark progress: it must sort before
+	 * prefix with no other key in between ("/iotca/cas.progress"), so
+	 * that one watch sees both; nothing else may write it. */
+	const char *mark_key;
+	size_t max_entries; /* changes kept */
+	size_t max_bytes;   /* their sizes (as parse says) kept */
+	feed_parse_fn parse;
+	void *arg;
+} feed_opts;
+
+/*
+ * Reads the current revision R0 and watches the prefix from R0 + 1: the
+ * feed answers for changes after R0. IOTCA_EUNAVAIL (and others) when
+ * etcd cannot be read or watched; try again later.
+ */
+iotca_err feed_start(iotca_etcd *etcd, const feed_opts *opts, feed **out,
+                     iotca_errbuf *eb);
+
+/* Stops the watch and the feed's thread and frees everything. NULL is
+ * allowed. No query may run during or after it. */
+void feed_stop(feed *f);
+
+/* Called for each entry of an answer, oldest first, under the feed's lock:
+ * copy what you need, do not block. A non-zero return stops the query and
+ * is returned by it. */
+typedef iotca_err (*feed_emit_fn)(const void *data, int64_t revision,
+                                  void *arg);
+
+typedef struct feed_answer {
+	int64_t revision; /* every change <= it was seen by this feed */
+	int reset;        /* the changes after after_revision cannot be
+	                     listed: the caller starts over */
+	size_t n;         /* entries passed to emit */
+} feed_answer;
+
+/*
+ * Answers "every change after after_revision": emit runs for each change
+ * with after_revision < revision <= ans->revision, unless after_revision
+ * is 0 (the current revision only), is at or past ans->revision (nothing
+ * to add; ans->revision is this feed's own, never more), or the changes
+ * cannot all be listed: the ring does not reach back that far, or there
+ * are more than max_n of them, or more than max_bytes -> ans->reset.
+ * IOTCA_EUNAVAIL (eb says why) while the feed cannot vouch for being
+ * current: etcd does not answer, or the watch stalled.
+ */
+iotca_err feed_query(feed *f, int64_t after_revision, size_t max_n,
+                     size_t max_bytes, feed_emit_fn emit, void *arg,
+                     feed_answer *ans, iotca_errbuf *eb);
+
+#endif /* IOTCA_FEED_H */
