@@ -12,8 +12,10 @@
 #   IOTCA_DEV_REGISTRY_ADDR      registry listen address   (default 127.0.0.1:50051)
 #   IOTCA_DEV_ASSOCIATION_ADDR   association listen addr.  (default 127.0.0.1:50052)
 #   IOTCA_DEV_EDGE_ADDR          edge MQTT/TLS listen addr (default 127.0.0.1:8883)
-#   IOTCA_EDGE_TLS_CERT, IOTCA_EDGE_TLS_KEY   edge server certificate and key;
-#                                the edge is skipped until both are set
+#   IOTCA_DEV_EDGE_PROBE_ADDR    edge /healthz /readyz /metrics (default 127.0.0.1:9883)
+#   IOTCA_EDGE_TLS_CERT, IOTCA_EDGE_TLS_KEY   edge server certificate and key
+#                                (default: a self-signed one for localhost and
+#                                127.0.0.1, made once in .run/edge/)
 #   IOTCA_LOG_LEVEL              passed to the services    (default info)
 #   IOTCA_SANITIZE, IOTCA_WERROR, IOTCA_BUILD_DIR   as for scripts/build.sh
 #
@@ -128,6 +130,24 @@ BUILD_DIR="$(iotca_build_dir)"
 if [[ "$(iotca_bool "${IOTCA_SANITIZE:-OFF}")" == ON ]]; then
   iotca_sanitizer_env
 fi
+
+# The edge's server certificate: devices check it with --cafile. For a
+# local run a self-signed one (RSA-2048, CN=localhost, SAN localhost and
+# 127.0.0.1) is made once and kept, unless the caller brings their own.
+if [[ -z "${IOTCA_EDGE_TLS_CERT:-}${IOTCA_EDGE_TLS_KEY:-}" ]]; then
+  EDGE_DIR="$RUN_DIR/edge"
+  if [[ ! -s "$EDGE_DIR/server.pem" || ! -s "$EDGE_DIR/server.key" ]]; then
+    mkdir -p "$EDGE_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -sha256 \
+      -keyout "$EDGE_DIR/server.key" -out "$EDGE_DIR/server.pem" \
+      -subj "/CN=localhost" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
+      iotca_die "openssl could not make the edge's server certificate in $EDGE_DIR"
+    chmod 600 "$EDGE_DIR/server.key"
+  fi
+  export IOTCA_EDGE_TLS_CERT="$EDGE_DIR/server.pem" IOTCA_EDGE_TLS_KEY="$EDGE_DIR/server.key"
+fi
+export IOTCA_EDGE_PROBE_LISTEN="${IOTCA_DEV_EDGE_PROBE_ADDR:-127.0.0.1:9883}"
 
 define_services
 TO_START=()
@@ -326,6 +346,12 @@ cli="$BUILD_DIR/tools/iotca"
     echo "  export IOTCA_TOKEN=<the API key>; $cli regcode; $cli ca --help"
   else
     echo "  (the iotca CLI, $cli, is not built yet)"
+  fi
+  if [[ -z "${SVC_NOTE[edge]:-}" ]]; then
+    echo "Devices connect to the edge with MQTT over TLS, e.g.:"
+    echo "  mosquitto_sub -h $(addr_host "${SVC_ADDR[edge]}") -p $(addr_port "${SVC_ADDR[edge]}") --cafile $IOTCA_EDGE_TLS_CERT \\"
+    echo "    --cert PK_DN_SN.cer --key PK_DN_SN.key -i 'dev|securemode=2|' -t '/ext/#' -v"
+    echo "  edge probes and metrics: http://$IOTCA_EDGE_PROBE_LISTEN/readyz  /metrics"
   fi
   echo "Press Ctrl-C to stop everything."
 }

@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import types
+import urllib.error
 import urllib.request
 
 # grpcio's fork handlers pause its threads around fork(); with calls in
@@ -1037,6 +1038,118 @@ class Pki:
                   "-days", str(days), "-sha256", "-extfile", cfg,
                   "-extensions", "ext", "-out", pem)
         return Cert(cn, pem, key_path)
+
+
+# ---------------------------------------------------------------------- edge
+
+def http_get(port, path, timeout=2.0):
+    """(status, body) of GET http://127.0.0.1:<port><path>; (0, b"") when
+    nothing answers."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+class Edge:
+    """One iotca-edge in front of a Suite: MQTT over TLS on a free loopback
+    port (.port), its probe endpoint on another (.probe_port), a server
+    certificate made here (.server_cert, a Cert: clients trust its PEM),
+    the Suite's internal token. Ready when /readyz answers 200 (both
+    change feeds answered once). extra_env: more environment, e.g.
+    {"IOTCA_EDGE_UPSTREAM": "tcp://127.0.0.1:5555"}."""
+
+    START_WAIT = 20.0
+
+    def __init__(self, suite, extra_env=None, server_key="rsa:2048",
+                 wait_ready=True):
+        self.suite = suite
+        self.proc = None
+        self.dir = _mkdtemp("iotca-edge-")
+        self.log_path = os.path.join(self.dir, "iotca-edge.log")
+        _track(self)
+        stem = "edge-server-" + secrets.token_hex(4)
+        self.server_cert = suite.pki.make_ca(
+            stem, subject="/CN=127.0.0.1", key=server_key, ca=False)
+        self.env = {
+            "IOTCA_EDGE_TLS_CERT": self.server_cert.pem_path,
+            "IOTCA_EDGE_TLS_KEY": self.server_cert.key_path,
+            "IOTCA_REGISTRY": suite.reg.addr,
+            "IOTCA_ASSOCIATION": suite.assoc.addr,
+            "IOTCA_INTERNAL_TOKEN": suite.reg.internal_token,
+            "IOTCA_EDGE_THREADS": "2",
+            "IOTCA_EDGE_CHANGES_POLL_MS": "300",
+            "IOTCA_LOG_LEVEL": "debug",
+        }
+        self.env.update(extra_env or {})
+        self.start(wait_ready)
+
+    def start(self, wait_ready=True):
+        """(Re)starts the process on new ports."""
+        self.port = free_port()
+        self.probe_port = free_port()
+        self.env["IOTCA_EDGE_LISTEN"] = "127.0.0.1:%d" % self.port
+        self.env["IOTCA_EDGE_PROBE_LISTEN"] = "127.0.0.1:%d" % self.probe_port
+        with open(self.log_path, "ab") as log:
+            self.proc = _popen([binary("iotca-edge")],
+                               env=dict(os.environ, **self.env),
+                               stdout=log, stderr=subprocess.STDOUT)
+        path = "/readyz" if wait_ready else "/healthz"
+        deadline = time.monotonic() + self.START_WAIT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("iotca-edge exited with %s:\n%s"
+                                   % (self.proc.returncode,
+                                      _tail(self.log_path)))
+            if http_get(self.probe_port, path, 0.5)[0] == 200:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("iotca-edge not answering %s after %.0f s:\n%s"
+                           % (path, self.START_WAIT, _tail(self.log_path)))
+
+    def metrics(self):
+        """The /metrics samples as {"name{labels}": value}."""
+        status, body = http_get(self.probe_port, "/metrics")
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        rc = _terminate(self.proc, sig, timeout) if self.proc else None
+        self.proc = None
+        return rc
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def close(self):
+        """Stops with SIGTERM; asserts the edge exited 0."""
+        rc = self.stop()
+        _untrack(self)
+        if rc not in (0, None):
+            raise AssertionError("iotca-edge exited with %s:\n%s"
+                                 % (rc, _tail(self.log_path)))
+        _rmtree(self.dir)
+
+    def _cleanup(self):
+        self.stop(signal.SIGKILL, 5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ------------------------------------------------------------------ running
