@@ -426,7 +426,8 @@ conn_start_issuer_lookup(edge_conn *c)
 }
 
 /* Checks the certificate of a resumed session (the verify callback did
- * not run). 1 done (c->verified or closed), 0 waiting for the issuer. */
+ * not run). 1 verified, 0 waiting for the issuer, -1 refused and closed
+ * (c is gone). */
 static int
 conn_check_resumed(edge_conn *c)
 {
@@ -458,7 +459,7 @@ refuse:
 	c->iss = NULL;
 	conn_auth_failed(c, r);
 	edge_conn_close(c, EDGE_R_CONNECTION_LOST);
-	return 1;
+	return -1;
 }
 
 /* The TLS handshake is done and the certificate verified. */
@@ -487,7 +488,7 @@ conn_handshake(edge_conn *c)
 		if (SSL_session_reused(c->ssl)) {
 			atomic_fetch_add(&e->st.resumed, 1);
 			c->state = CS_VERIFY;
-			if (!conn_check_resumed(c) || !c->verified)
+			if (conn_check_resumed(c) != 1)
 				return;
 		}
 		conn_tls_ready(c);
@@ -711,7 +712,7 @@ loop_msg(edge_loop *l, edge_msg *m)
 			c->paused = 0;
 			conn_handshake(c);
 		} else if (c->state == CS_VERIFY) {
-			if (conn_check_resumed(c) && c->verified)
+			if (conn_check_resumed(c) == 1)
 				conn_tls_ready(c);
 		} else {
 			edge_session_issuer_done(c);
