@@ -13,6 +13,8 @@
 #   IOTCA_DEV_ASSOCIATION_ADDR   association listen addr.  (default 127.0.0.1:50052)
 #   IOTCA_DEV_EDGE_ADDR          edge MQTT/TLS listen addr (default 127.0.0.1:8883)
 #   IOTCA_DEV_EDGE_PROBE_ADDR    edge /healthz /readyz /metrics (default 127.0.0.1:9883)
+#   IOTCA_EDGE_UPSTREAM, IOTCA_EDGE_DOWNSTREAM  NNG URLs the edge dials
+#                                (default tcp://127.0.0.1:5555 and :5556)
 #   IOTCA_EDGE_TLS_CERT, IOTCA_EDGE_TLS_KEY   edge server certificate and key
 #                                (default: a self-signed one for localhost and
 #                                127.0.0.1, made once in .run/edge/)
@@ -148,6 +150,10 @@ if [[ -z "${IOTCA_EDGE_TLS_CERT:-}${IOTCA_EDGE_TLS_KEY:-}" ]]; then
   export IOTCA_EDGE_TLS_CERT="$EDGE_DIR/server.pem" IOTCA_EDGE_TLS_KEY="$EDGE_DIR/server.key"
 fi
 export IOTCA_EDGE_PROBE_LISTEN="${IOTCA_DEV_EDGE_PROBE_ADDR:-127.0.0.1:9883}"
+# The message plane: the edge dials these; `iotca-tap listen` / `send`
+# listens there (QoS 1/2 from devices is acknowledged once a consumer took it).
+export IOTCA_EDGE_UPSTREAM="${IOTCA_EDGE_UPSTREAM:-tcp://127.0.0.1:5555}"
+export IOTCA_EDGE_DOWNSTREAM="${IOTCA_EDGE_DOWNSTREAM:-tcp://127.0.0.1:5556}"
 
 define_services
 TO_START=()
@@ -352,6 +358,8 @@ cli="$BUILD_DIR/tools/iotca"
     echo "  mosquitto_sub -h $(addr_host "${SVC_ADDR[edge]}") -p $(addr_port "${SVC_ADDR[edge]}") --cafile $IOTCA_EDGE_TLS_CERT \\"
     echo "    --cert PK_DN_SN.cer --key PK_DN_SN.key -i 'dev|securemode=2|' -t '/ext/#' -v"
     echo "  edge probes and metrics: http://$IOTCA_EDGE_PROBE_LISTEN/readyz  /metrics"
+    echo "  what devices publish:    $BUILD_DIR/tools/iotca-tap listen $IOTCA_EDGE_UPSTREAM"
+    echo "  send to a device:        $BUILD_DIR/tools/iotca-tap send $IOTCA_EDGE_DOWNSTREAM --pk PK --dn DN --topic /PK/DN/user/get --payload hi"
   fi
   echo "Press Ctrl-C to stop everything."
 }
