@@ -40,6 +40,7 @@ usage: test_edge.py [unittest args]   (IOTCA_BUILD_DIR = build dir)
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -1332,6 +1333,61 @@ class T11Tls(EdgeCase):
         peer, err = self.tls_refused(dev, ctx=ctx)
         self.assertAlert(err)
         self.assertMetricDelta(key, before, 1)
+
+    def test_old_tls_versions_refused(self):
+        """TLS 1.0 and 1.1 clients are refused in the handshake (the edge
+        speaks TLS 1.2 and 1.3 only)."""
+        for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+            with self.subTest(version=version.name):
+                ctx = client_ctx(W.edge, W.draw)
+                ctx.minimum_version = version
+                ctx.maximum_version = version
+                try:
+                    ctx.set_ciphers("ALL:@SECLEVEL=0")
+                except ssl.SSLError:
+                    pass
+                with self.assertRaises(CLOSED_ERRORS):
+                    r = Raw(W.edge, W.draw, ctx=ctx)
+                    r.close()
+
+    def test_sighup_reloads_the_server_certificate(self):
+        """New certificate files and SIGHUP: the next handshake presents the
+        new certificate, sessions keep working, no restart."""
+        edge = fx.Edge(W.suite, wait_ready=True)
+        try:
+            def served():
+                tcp = socket.create_connection(("127.0.0.1", edge.port), 5)
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                ctx.load_cert_chain(W.draw.pem_path, W.draw.key_path)
+                with ctx.wrap_socket(tcp) as s:
+                    return s.getpeercert(binary_form=True)
+            before = served()
+            kept = Raw(edge, W.draw)
+            self.assertEqual(kept.connect("hup|securemode=2|")[0],
+                             CONNACK_OK)
+            new = W.suite.pki.make_ca("edge-new-" + secrets.token_hex(4),
+                                      subject="/CN=127.0.0.1", key="ec",
+                                      ca=False)
+            shutil.copyfile(new.pem_path, edge.server_cert.pem_path)
+            shutil.copyfile(new.key_path, edge.server_cert.key_path)
+            edge.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            after = before
+            while after == before and time.monotonic() < deadline:
+                time.sleep(0.1)
+                after = served()
+            with open(new.pem_path) as f:
+                want = ssl.PEM_cert_to_DER_cert(f.read())
+            self.assertEqual(after, want, "SIGHUP did not swap the "
+                             "certificate:\n" + fx._tail(edge.log_path))
+            self.assertIn("EDGE-TLS-RELOADED", edge.log_text())
+            kept.send(PINGREQ)
+            self.assertEqual(kept.packet(), (0xd0, b""))
+            kept.close()
+        finally:
+            edge.close()
 
     def test_resumed_session_connects(self):
         """A TLS 1.3 session resumed with the edge's ticket: CONNACK 0 and
