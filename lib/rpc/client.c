@@ -19,6 +19,8 @@
 
 #define CLIENT_DEFAULT_TIMEOUT_MS   10000
 #define CLIENT_DEFAULT_MAX_RESPONSE (16u << 20)
+#define CLIENT_RECONNECT_MIN_MS     200  /* first reconnect attempt */
+#define CLIENT_RECONNECT_MAX_MS     2000 /* reconnect backoff cap */
 
 struct iotca_rpc_client {
 	grpc_channel *ch;
@@ -163,7 +165,7 @@ client_channel(iotca_rpc_client *c, const iotca_rpc_client_opts *o,
                iotca_errbuf *eb)
 {
 	grpc_channel_credentials *creds = NULL;
-	grpc_arg args[3];
+	grpc_arg args[5];
 	grpc_channel_args cargs = {0, args};
 	iotca_err rc;
 
@@ -177,6 +179,16 @@ client_channel(iotca_rpc_client *c, const iotca_rpc_client_opts *o,
 	args[cargs.num_args].type = GRPC_ARG_STRING;
 	args[cargs.num_args].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
 	args[cargs.num_args++].value.string = (char *)"iotca";
+	/* A service that restarts is back within a second or two; gRPC's
+	 * default reconnect backoff grows to two minutes, during which every
+	 * call fails at once. Our peers are our own services: retry often. */
+	args[cargs.num_args].type = GRPC_ARG_INTEGER;
+	args[cargs.num_args].key =
+	    (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+	args[cargs.num_args++].value.integer = CLIENT_RECONNECT_MIN_MS;
+	args[cargs.num_args].type = GRPC_ARG_INTEGER;
+	args[cargs.num_args].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+	args[cargs.num_args++].value.integer = CLIENT_RECONNECT_MAX_MS;
 	if (o->tls_server_name != NULL) {
 		if ((c->server_name = strdup(o->tls_server_name)) == NULL) {
 			grpc_channel_credentials_release(creds);

@@ -411,6 +411,14 @@ class Service:
     def kill(self):
         return self.stop(signal.SIGKILL, 5)
 
+    def restart(self):
+        """Starts the process again on the same address (after stop or
+        kill), so that clients configured with it find it again."""
+        _track(self)
+        deadline = time.monotonic() + 10
+        while not self._start(last=time.monotonic() > deadline):
+            time.sleep(0.2)  # the port may not be free yet
+
     def log_text(self):
         try:
             with open(self.log_path, "r", errors="replace") as f:
