@@ -217,19 +217,29 @@ iotca_err iotca_etcd_lease_revoke(iotca_etcd *e, int64_t id, iotca_errbuf *eb);
 typedef enum iotca_etcd_event_type {
 	IOTCA_ETCD_EVENT_PUT,
 	IOTCA_ETCD_EVENT_DELETE,
-	IOTCA_ETCD_EVENT_RESET, /* the watch was restarted after a gap it could
-	                           not replay (compaction): reload the range */
+	IOTCA_ETCD_EVENT_RESET,    /* the watch was restarted after a gap it
+	                              could not replay (compaction): reload
+	                              the range */
+	IOTCA_ETCD_EVENT_PROGRESS, /* every change up to a revision has been
+	                              delivered: see below */
 } iotca_etcd_event_type;
 
+/*
+ * One callback. For PUT and DELETE, kv (for DELETE only key and
+ * mod_revision) and, when has_prev, prev_kv. For RESET and PROGRESS only
+ * kv.mod_revision is set (the revision, see below); kv.key and kv.value
+ * are empty strings and has_prev is 0.
+ */
 typedef struct iotca_etcd_event {
 	iotca_etcd_event_type type;
-	iotca_etcd_kv kv;      /* for DELETE only key and mod_revision */
-	iotca_etcd_kv prev_kv; /* when has_prev */
+	iotca_etcd_kv kv;
+	iotca_etcd_kv prev_kv;
 	int has_prev;
 } iotca_etcd_event;
 
 /* Called on the watch's own thread, in revision order. Must not block
- * for long and must not stop its own watch. */
+ * for long and must not stop its own watch. A callback that knows only
+ * some types must ignore the others: more may be added. */
 typedef void (*iotca_etcd_watch_fn)(const iotca_etcd_event *ev, void *arg);
 
 typedef struct iotca_etcd_watch iotca_etcd_watch;
@@ -237,15 +247,49 @@ typedef struct iotca_etcd_watch iotca_etcd_watch;
 /*
  * Watches a key or range from start_revision (0: from now) on a thread of
  * its own. When the connection breaks, it reconnects (with backoff, trying
- * every endpoint) from the revision after the last one seen, so no event is
- * lost or repeated; if that revision was compacted it delivers a RESET and
+ * every endpoint) from the revision after the last one it vouched for, so
+ * no event is lost or repeated; if that revision was compacted it delivers
+ * a RESET (kv.mod_revision: the revision the new watch starts after) and
  * continues from the current revision.
+ *
+ * PROGRESS, with r in kv.mod_revision, guarantees: every event in the
+ * watched range with mod_revision <= r (and at or after start_revision,
+ * or after the last RESET) has been delivered before this call, every
+ * event of revision r included; every event delivered later has a
+ * mod_revision > r. Between RESETs r never decreases (after a RESET it
+ * starts at the RESET's revision). The events of one etcd revision are
+ * never split by a PROGRESS, so a consumer that answers "everything up
+ * to r" needs no other signal.
+ *
+ * One PROGRESS follows each message of etcd's stream: the message that
+ * creates the stream (r: the revision it starts after; the first one is
+ * delivered before iotca_etcd_watch_start returns), each batch of
+ * events (r: the newest event's revision) and each of etcd's progress
+ * notifications (r: the store's revision, which may be past the newest
+ * event in the range). So r moves with every event delivered, but past
+ * it only on those notifications: etcd 3.4 sends them to a watch that
+ * has been idle for --experimental-watch-progress-notify-interval,
+ * 10 minutes by default. (etcd's header revision on the other messages
+ * can be ahead of the events actually sent: a stream created from a past
+ * revision, or catching up more than 1000 revisions in batches, says the
+ * store's revision before its events follow. It is not passed on there.)
  */
 iotca_err iotca_etcd_watch_start(iotca_etcd *e, const char *key, size_t key_len,
                                  const char *range_end, size_t range_end_len,
                                  int64_t start_revision, iotca_etcd_watch_fn fn,
                                  void *arg, iotca_etcd_watch **out,
                                  iotca_errbuf *eb);
+
+/*
+ * Whether the watch has a stream in place: IOTCA_OK, or IOTCA_EUNAVAIL
+ * (eb says why the last stream ended) from the moment a stream ends until
+ * the next one is created; so also after a compaction, until the stream
+ * that delivers the RESET is in place. Any thread; it takes a lock the
+ * callback never holds, so a callback may call it.
+ * A stream cut off without a word (a member partitioned from the others)
+ * still counts as in place until TCP keepalive notices.
+ */
+iotca_err iotca_etcd_watch_status(iotca_etcd_watch *w, iotca_errbuf *eb);
 
 /* Stops a watch and joins its thread; no callback runs after it returns. */
 void iotca_etcd_watch_stop(iotca_etcd_watch *w);

@@ -219,6 +219,8 @@ etcd_json_watch_req(const char *key, size_t key_len, const char *range_end,
 	if (start_revision > 0)
 		bad |= json_put_int(c, "start_revision", start_revision);
 	bad |= json_object_set_new(c, "prev_kv", json_true());
+	/* an idle stream gets etcd's progress notifications (see watch.c) */
+	bad |= json_object_set_new(c, "progress_notify", json_true());
 	bad |= json_object_set_new(o, "create_request", c);
 	return json_finish(o, bad, out);
 }

@@ -3,16 +3,33 @@
  *
  * A watch is a long POST to <endpoint>/v3/watch with a create_request; the
  * gateway answers with a chunked stream of newline-separated
- * {"result":{...}} objects. The watch thread assembles lines in a buffer
- * capped at max_reply, hands the events to the callback and remembers the
- * last revision delivered. When the stream ends it reconnects with backoff,
- * trying the endpoints in turn, from the revision after the last one
- * delivered, so that no event is lost or repeated. When etcd says that
- * revision was compacted, the watch restarts from the current revision and
- * delivers an IOTCA_ETCD_EVENT_RESET (kv.mod_revision holds the revision
- * the new watch started after) once the new stream is in place; the same
- * happens when one message exceeds max_reply, as those events cannot be
- * read.
+ * {"result":{...}} objects, one per WatchResponse. The watch thread
+ * assembles lines in a buffer capped at max_reply, hands each message's
+ * events to the callback, then an IOTCA_ETCD_EVENT_PROGRESS, and remembers
+ * that revision (last_rev). When the stream ends it reconnects with
+ * backoff, trying the endpoints in turn, from the revision after last_rev,
+ * so that no event is lost or repeated. When etcd says that revision was
+ * compacted, the watch restarts from the current revision and delivers an
+ * IOTCA_ETCD_EVENT_RESET (kv.mod_revision holds the revision the new watch
+ * started after) once the new stream is in place; the same happens when
+ * one message exceeds max_reply, as those events cannot be read.
+ *
+ * What etcd 3.4.23's gateway sends (int64s as strings, defaults left out):
+ *   created:  {"result":{"header":{...,"revision":"H"},"created":true}}
+ *   events:   {"result":{"header":{...,"revision":"H"},"events":[...]}}
+ *   progress: {"result":{"header":{...,"revision":"H"}}}  (progress_notify)
+ *   canceled: {"result":{"header":{...},"canceled":true,
+ *              "compact_revision":"C"}} or with "cancel_reason"
+ *   errors:   {"error":{"grpc_code":14,"message":...}}
+ * A message holds all the events of each revision it covers (we never ask
+ * for fragments). H is the store's revision, which is a safe progress mark
+ * only on a progress notification: on "created" with a start_revision at
+ * or before H the events from start_revision on follow it, and a stream
+ * catching up sends batches of at most 1000 revisions each headed with the
+ * same H (seen: start 5, H 1105, events 5-1004, then 1005-1104). So the
+ * PROGRESS after a message carries H only for a progress notification;
+ * after events, the newest event's revision; after "created", the
+ * revision the stream starts after (H when it starts from now).
  *
  * iotca_etcd_watch_start returns once etcd has created the watch, so a
  * write made after it returns is seen even when start_revision is 0. When
@@ -56,13 +73,15 @@ struct iotca_etcd_watch {
 	pthread_mutex_t lock; /* the fields below, and cond */
 	pthread_cond_t cond;  /* start handshake, stop during a backoff */
 	int started;          /* the first stream was created, or failed */
+	int up;               /* a stream is in place (created, not ended) */
 	iotca_errbuf start_eb;
 	iotca_errbuf last_eb; /* why the last stream failed */
 
 	/* watch thread */
 	unsigned ep;
 	int64_t start_rev; /* asked for by the caller; 0 after a reset */
-	int64_t last_rev;  /* last revision delivered; 0: none yet */
+	int64_t last_rev;  /* the last PROGRESS: every event up to it was
+	                      delivered; 0: none yet */
 	int64_t req_rev;   /* start_revision of the current stream */
 	int created;       /* the current stream was created */
 	int reset_pending; /* deliver RESET once the next stream is created */
@@ -152,14 +171,15 @@ watch_fail(iotca_etcd_watch *w, iotca_err rc, const char *msg)
 	return -1;
 }
 
+/* Delivers a RESET or a PROGRESS of last_rev. */
 static void
-watch_deliver_reset(iotca_etcd_watch *w)
+watch_deliver_mark(iotca_etcd_watch *w, iotca_etcd_event_type type)
 {
 	static char empty[1];
 	iotca_etcd_event ev;
 
 	memset(&ev, 0, sizeof(ev));
-	ev.type = IOTCA_ETCD_EVENT_RESET;
+	ev.type = type;
 	ev.kv.key = empty;
 	ev.kv.value = empty;
 	ev.kv.mod_revision = w->last_rev;
@@ -168,11 +188,10 @@ watch_deliver_reset(iotca_etcd_watch *w)
 	w->fn(&ev, w->arg);
 }
 
+/* The stream is in place: where it starts, and the RESET if one is due. */
 static void
 watch_created(iotca_etcd_watch *w, const etcd_watch_msg *m)
 {
-	iotca_errbuf ok;
-
 	w->created = 1;
 	if (w->req_rev > 0) {
 		if (w->last_rev < w->req_rev - 1)
@@ -182,14 +201,35 @@ watch_created(iotca_etcd_watch *w, const etcd_watch_msg *m)
 	}
 	if (w->reset_pending) {
 		w->reset_pending = 0;
-		watch_deliver_reset(w);
+		watch_deliver_mark(w, IOTCA_ETCD_EVENT_RESET);
 	}
+}
+
+/* After the created message's PROGRESS: the stream counts as up. */
+static void
+watch_up(iotca_etcd_watch *w)
+{
+	iotca_errbuf ok;
+
+	pthread_mutex_lock(&w->lock);
+	w->up = 1;
+	pthread_mutex_unlock(&w->lock);
 	if (w->started)
 		iotca_log_info(
 		    "ETCD-WATCH-RECONNECTED", "endpoint=%s from_revision=%lld",
 		    w->e->endpoints[w->ep], (long long)w->last_rev + 1);
 	iotca_errbuf_clear(&ok);
 	watch_signal_started(w, &ok);
+}
+
+/* The stream ended (conn_eb says why): down until the next is created. */
+static void
+watch_down(iotca_etcd_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->up = 0;
+	w->last_eb = w->conn_eb;
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* A compaction restarts the watch from now; other reasons end it. */
@@ -204,6 +244,9 @@ watch_canceled(iotca_etcd_watch *w, const etcd_watch_msg *m)
 		               "compact_revision=%lld action=reset",
 		               w->e->endpoints[w->ep], (long long)w->req_rev,
 		               (long long)m->compact_revision);
+		watch_fail(w, IOTCA_EUNAVAIL,
+		           "etcd compacted the revisions the watch needed; "
+		           "restarting from the current revision");
 		w->last_rev = 0;
 		w->start_rev = 0;
 		w->reset_pending = 1;
@@ -220,16 +263,28 @@ watch_canceled(iotca_etcd_watch *w, const etcd_watch_msg *m)
 	                                      : "etcd canceled the watch");
 }
 
+/* Delivers a message's events, then its PROGRESS (unless stopped in
+ * between): the newest event's revision, or on a progress notification
+ * (no events, not "created") the header's. */
 static void
 watch_dispatch(iotca_etcd_watch *w, const etcd_watch_msg *m)
 {
+	int64_t rev = 0;
 	size_t i;
 
-	for (i = 0; i < m->n_events && !atomic_load(&w->stop); i++) {
+	for (i = 0; i < m->n_events; i++) {
+		if (atomic_load(&w->stop))
+			return;
 		w->fn(&m->events[i], w->arg);
-		if (m->events[i].kv.mod_revision > w->last_rev)
-			w->last_rev = m->events[i].kv.mod_revision;
+		if (m->events[i].kv.mod_revision > rev)
+			rev = m->events[i].kv.mod_revision;
 	}
+	if (m->n_events == 0 && !m->created)
+		rev = m->revision;
+	if (rev > w->last_rev)
+		w->last_rev = rev;
+	if (!atomic_load(&w->stop))
+		watch_deliver_mark(w, IOTCA_ETCD_EVENT_PROGRESS);
 }
 
 /* Handles one line of the stream; -1 ends the stream. */
@@ -250,12 +305,15 @@ watch_line(iotca_etcd_watch *w, const char *p, size_t n)
 			w->fatal = 1; /* not etcd, or it refused the request */
 		return watch_fail(w, rc, eb.msg);
 	}
-	if (m.canceled)
+	if (m.canceled) {
 		ret = watch_canceled(w, &m);
-	else if (m.created)
-		watch_created(w, &m);
-	if (ret == 0)
+	} else {
+		if (m.created)
+			watch_created(w, &m);
 		watch_dispatch(w, &m);
+		if (m.created)
+			watch_up(w);
+	}
 	etcd_watch_msg_free(&m);
 	return ret;
 }
@@ -289,6 +347,9 @@ watch_overflow(iotca_etcd_watch *w)
 	                "msg=\"a watch message exceeds max_reply; raise it\"",
 	                w->e->endpoints[w->ep], w->e->max_reply,
 	                (long long)w->last_rev);
+	watch_fail(w, IOTCA_EOVERFLOW,
+	           "a message exceeded max_reply; restarting from the "
+	           "current revision");
 	w->last_rev = 0;
 	w->start_rev = 0;
 	w->reset_pending = 1;
@@ -362,9 +423,7 @@ watch_stream_ended(iotca_etcd_watch *w, CURLcode cc, const char *curl_err)
 		           cc == CURLE_OK ? "etcd closed the stream"
 		           : curl_err[0]  ? curl_err
 		                          : curl_easy_strerror(cc));
-	pthread_mutex_lock(&w->lock);
-	w->last_eb = w->conn_eb;
-	pthread_mutex_unlock(&w->lock);
+	watch_down(w);
 	if (w->created)
 		iotca_log_warn("ETCD-WATCH-DISCONNECTED",
 		               "endpoint=%s revision=%lld msg=%s",
@@ -408,6 +467,8 @@ watch_stream_run(iotca_etcd_watch *w)
 	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, NULL);
 	if (!atomic_load(&w->stop) && !w->restart_now)
 		watch_stream_ended(w, cc, curl_err);
+	else if (!atomic_load(&w->stop))
+		watch_down(w); /* a restart after a gap: logged already */
 	free(body);
 }
 
@@ -554,6 +615,21 @@ iotca_etcd_watch_start(iotca_etcd *e, const char *key, size_t key_len,
 	}
 	*out = w;
 	return IOTCA_OK;
+}
+
+iotca_err
+iotca_etcd_watch_status(iotca_etcd_watch *w, iotca_errbuf *eb)
+{
+	iotca_err rc = IOTCA_OK;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->up)
+		rc = iotca_errbuf_set(eb, IOTCA_EUNAVAIL, "%s",
+		                      w->last_eb.msg[0]
+		                          ? w->last_eb.msg
+		                          : "etcd watch: no stream yet");
+	pthread_mutex_unlock(&w->lock);
+	return rc;
 }
 
 void

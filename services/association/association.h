@@ -10,9 +10,6 @@
  *   /iotca/sn/<account_id>/<cert_sn>               the association:
  *       {"ca","sn","pk","dn","st":1|2,"t"}         (st: ENABLED/DISABLED)
  *   /iotca/devices/<account_id>/<pk>/<dn>          <cert_sn> (text)
- *   /iotca/sn.progress                             written by the device
- *                                                  change feed to mark
- *                                                  progress (devchanges.c)
  * The SN key makes an SN unique in its account; the device key makes a
  * device hold one SN. An upload writes both keys of every row in ONE etcd
  * transaction, guarded by "absent" compares on each: all rows or none,

@@ -163,6 +163,10 @@ dev_on_event(const iotca_etcd_event *ev, void *arg)
 {
 	dev_cache *c = arg;
 
+	if (ev->type != IOTCA_ETCD_EVENT_PUT &&
+	    ev->type != IOTCA_ETCD_EVENT_DELETE &&
+	    ev->type != IOTCA_ETCD_EVENT_RESET)
+		return; /* PROGRESS: nothing to do */
 	pthread_mutex_lock(&c->mu);
 	if (ev->type == IOTCA_ETCD_EVENT_RESET)
 		dev_clear(c);

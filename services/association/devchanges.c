@@ -12,15 +12,13 @@
  * binding as gone and asks again.
  *
  * The feed has its own watch, so it works whether ResolveDevice's cache
- * runs or not. It also covers the feed's mark key /iotca/sn.progress
- * (feed.c says why it is written): "." sorts just before "/".
+ * runs or not.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "association.h"
 
-#define DEV_CHANGES_MARK  "/iotca/sn.progress"
 #define DEV_CHANGES_KEEP  65536 /* six 10,000-row uploads and more */
 #define DEV_CHANGES_BYTES (32u << 20)
 /* One answer: at most this many changes (the contract), and this many
@@ -130,7 +128,6 @@ dev_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb)
 	feed_opts o = {
 	    .name = "device-changes",
 	    .prefix = ASSOC_SN_PREFIX,
-	    .mark_key = DEV_CHANGES_MARK,
 	    .max_entries = DEV_CHANGES_KEEP,
 	    .max_bytes = DEV_CHANGES_BYTES,
 	    .parse = dev_change_parse,

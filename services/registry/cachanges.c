@@ -8,10 +8,6 @@
  * record registered INACTIVE, or rewritten with the status it had, is no
  * change for the edge. A record that cannot be read is reported as not
  * active: the edge forgets the CA and asks again.
- *
- * The watch also covers the feed's mark key /iotca/cas.progress (feed.c
- * says why it is written): "." sorts just before "/", so no other key
- * lies between it and the prefix.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -22,7 +18,6 @@
 #include "registry.h"
 
 #define CA_CHANGES_PREFIX "/iotca/cas/"
-#define CA_CHANGES_MARK   "/iotca/cas.progress"
 #define CA_CHANGES_KEEP   65536
 #define CA_CHANGES_BYTES  (32u << 20)
 /* One answer: at most this many changes (the contract), and this many
@@ -139,7 +134,6 @@ ca_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb)
 	feed_opts o = {
 	    .name = "ca-changes",
 	    .prefix = CA_CHANGES_PREFIX,
-	    .mark_key = CA_CHANGES_MARK,
 	    .max_entries = CA_CHANGES_KEEP,
 	    .max_bytes = CA_CHANGES_BYTES,
 	    .parse = ca_change_parse,

@@ -11,12 +11,13 @@
  * (Its place is lib/; it lives here until it moves there.)
  *
  * The revision a feed answers is one up to which it has seen every change
- * (feed.c explains how it knows); the ring holds every change it has seen
- * after its "floor". Capacity is bounded by entries and by bytes; the
- * oldest entries go first, raising the floor.
+ * (the watch's PROGRESS says so; feed.c explains); the ring holds every
+ * change it has seen after its "floor". Capacity is bounded by entries and
+ * by bytes; the oldest entries go first, raising the floor. A feed only
+ * reads etcd: it writes nothing.
  *
- * Threads: the watch thread adds entries; a thread of the feed's own
- * writes progress marks and probes etcd; handlers query. One mutex guards
+ * Threads: the watch thread adds entries and moves the revision; a thread
+ * of the feed's own probes etcd's health; handlers query. One mutex guards
  * the ring and the revisions.
  */
 #ifndef IOTCA_FEED_H
@@ -46,10 +47,6 @@ typedef iotca_err (*feed_parse_fn)(const iotca_etcd_event *ev, const char *name,
 typedef struct feed_opts {
 	const char *name;   /* for logs: "ca-changes" */
 	const char *prefix; /* the watched prefix: "/iotca/cas/" */
-	/* The key the feed writes to mark progress: it must sort before
-	 * prefix with no other key in between ("/iotca/cas.progress"), so
-	 * that one watch sees both; nothing else may write it. */
-	const char *mark_key;
 	size_t max_entries; /* changes kept */
 	size_t max_bytes;   /* their sizes (as parse says) kept */
 	feed_parse_fn parse;
@@ -89,7 +86,8 @@ typedef struct feed_answer {
  * cannot all be listed: the ring does not reach back that far, or there
  * are more than max_n of them, or more than max_bytes -> ans->reset.
  * IOTCA_EUNAVAIL (eb says why) while the feed cannot vouch for being
- * current: etcd does not answer, or the watch stalled.
+ * current: etcd's health probe fails, or the watch has no stream (it
+ * reconnects, or restarts after a gap).
  */
 iotca_err feed_query(feed *f, int64_t after_revision, size_t max_n,
                      size_t max_bytes, feed_emit_fn emit, void *arg,

@@ -196,6 +196,10 @@ issuer_on_event(const iotca_etcd_event *ev, void *arg)
 	iotca_errbuf eb;
 	int64_t rev;
 
+	if (ev->type != IOTCA_ETCD_EVENT_PUT &&
+	    ev->type != IOTCA_ETCD_EVENT_DELETE &&
+	    ev->type != IOTCA_ETCD_EVENT_RESET)
+		return; /* PROGRESS: nothing to do */
 	if (ev->type == IOTCA_ETCD_EVENT_RESET) {
 		if (issuer_load(c, &rev, &eb) != IOTCA_OK)
 			iotca_log_warn("ISSUER-CACHE-RELOAD-FAILED",

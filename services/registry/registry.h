@@ -15,9 +15,6 @@
  *                                           account owns a subject DN
  *   /iotca/issuers/<sha256(subject DER)>/<ca_id>
  *                                           what ResolveIssuer returns
- *   /iotca/cas.progress                     written by the CA change feed
- *                                           to mark progress (cachanges.c,
- *                                           feed.c); value: unix time
  * Every write that touches several keys is one etcd transaction guarded by
  * compares on the keys it read, retried when another writer got there
  * first: the rules hold across replicas.

@@ -476,7 +476,7 @@ test_lease_grant_keepalive_revoke(void)
 
 /* ---- watches ---- */
 
-#define REC_MAX 64
+#define REC_MAX 128
 
 typedef struct rec_event {
 	iotca_etcd_event_type type;
@@ -487,11 +487,19 @@ typedef struct rec_event {
 	int64_t mod_revision;
 } rec_event;
 
+/* Records the callbacks of a watch: the first REC_MAX events (PROGRESS
+ * too when keep_progress) in ev, and checks what PROGRESS promises on
+ * every callback (rec_destroy reports). */
 typedef struct recorder {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	rec_event ev[REC_MAX];
-	int n;
+	int n;             /* callbacks counted (kept in ev up to REC_MAX) */
+	int keep_progress; /* count and keep PROGRESS like the others */
+	int64_t progress;  /* the last PROGRESS (or RESET) revision */
+	int n_progress;
+	int early;   /* events at or before a PROGRESS already delivered */
+	int regress; /* PROGRESS below the one before */
 	atomic_int after_stop; /* callbacks seen after watch_stop returned */
 	atomic_int stopped;
 } recorder;
@@ -507,6 +515,8 @@ rec_init(recorder *r)
 static void
 rec_destroy(recorder *r)
 {
+	CHECK_EQ_INT(r->early, 0);
+	CHECK_EQ_INT(r->regress, 0);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 }
@@ -520,6 +530,28 @@ rec_copy(char *dst, const char *src, size_t n)
 	dst[n] = '\0';
 }
 
+/* What PROGRESS promises: no later event at or before it, and (between
+ * RESETs) it never goes down. Under the lock. */
+static void
+rec_check_progress(recorder *r, const iotca_etcd_event *ev)
+{
+	int64_t rev = ev->kv.mod_revision;
+
+	switch (ev->type) {
+	case IOTCA_ETCD_EVENT_PROGRESS:
+		r->regress += rev < r->progress;
+		r->progress = rev;
+		r->n_progress++;
+		break;
+	case IOTCA_ETCD_EVENT_RESET:
+		r->progress = rev;
+		break;
+	default:
+		r->early += rev <= r->progress;
+		break;
+	}
+}
+
 static void
 rec_fn(const iotca_etcd_event *ev, void *arg)
 {
@@ -529,8 +561,11 @@ rec_fn(const iotca_etcd_event *ev, void *arg)
 	if (atomic_load(&r->stopped))
 		atomic_fetch_add(&r->after_stop, 1);
 	pthread_mutex_lock(&r->lock);
-	if (r->n < REC_MAX) {
-		e = &r->ev[r->n++];
+	rec_check_progress(r, ev);
+	if (ev->type == IOTCA_ETCD_EVENT_PROGRESS && !r->keep_progress) {
+		/* counted apart */
+	} else if (r->n++ < REC_MAX) {
+		e = &r->ev[r->n - 1];
 		e->type = ev->type;
 		e->mod_revision = ev->kv.mod_revision;
 		e->has_prev = ev->has_prev;
@@ -556,6 +591,23 @@ rec_wait(recorder *r, int n, long ms)
 		got = r->n;
 		pthread_mutex_unlock(&r->lock);
 		if (got >= n || now_ms() >= until)
+			return got;
+		sleep_ms(10);
+	}
+}
+
+/* Waits until a PROGRESS at or after rev arrived (or ms passed); returns
+ * the last one. */
+static int64_t
+rec_wait_progress(recorder *r, int64_t rev, long ms)
+{
+	int64_t until = now_ms() + ms, got;
+
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		got = r->progress;
+		pthread_mutex_unlock(&r->lock);
+		if (got >= rev || now_ms() >= until)
 			return got;
 		sleep_ms(10);
 	}
@@ -662,6 +714,7 @@ test_watch_compaction_reset(void)
 	REQUIRE(iotca_etcd_watch_start(g_cli, "wc/", 3, "wc0", 3, rev1, rec_fn,
 	                               &r, &w, &eb) == IOTCA_OK);
 	CHECK_EQ_INT(rec_wait(&r, 1, 5000), 1);
+	CHECK_EQ_INT(iotca_etcd_watch_status(w, &eb), IOTCA_OK);
 	put_str(g_cli, "wc/b", "3", NULL);
 	CHECK_EQ_INT(rec_wait(&r, 2, 5000), 2);
 	iotca_etcd_watch_stop(w);
@@ -671,6 +724,106 @@ test_watch_compaction_reset(void)
 	CHECK_EQ_STR(r.ev[1].key, "wc/b");
 	CHECK_EQ_INT(r.n, 2);
 	rec_destroy(&r);
+}
+
+/* The 50 puts of one txn: 50 events, then one PROGRESS of their revision,
+ * never one before them. (etcd's progress notifications, every second
+ * here, may add PROGRESSes of earlier revisions before, later ones
+ * after.) */
+static void
+test_watch_progress_after_txn(void)
+{
+	iotca_etcd_watch *w = NULL;
+	iotca_etcd_txn_result res;
+	iotca_etcd_txn *t;
+	iotca_errbuf eb;
+	recorder r;
+	char k[16];
+	int64_t rev0 = 0;
+	int i, p = 0, puts = 0, before = 0, after = 0;
+
+	REQUIRE(etcd_up());
+	rec_init(&r);
+	r.keep_progress = 1;
+	REQUIRE(put_str(g_cli, "wq", "outside", &rev0) == IOTCA_OK);
+	REQUIRE(iotca_etcd_watch_start(g_cli, "wp/", 3, "wp0", 3, 0, rec_fn, &r,
+	                               &w, &eb) == IOTCA_OK);
+	CHECK_EQ_INT(iotca_etcd_watch_status(w, &eb), IOTCA_OK);
+	/* created, from now: a PROGRESS of the stream's revision at once */
+	CHECK(rec_wait(&r, 1, 0) >= 1);
+	CHECK_EQ_INT(r.ev[0].type, IOTCA_ETCD_EVENT_PROGRESS);
+	CHECK(r.ev[0].mod_revision >= rev0);
+	REQUIRE(iotca_etcd_txn_create(&t) == IOTCA_OK);
+	for (i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "wp/%02d", i);
+		iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, k, strlen(k), "v", 1,
+		                   0);
+	}
+	REQUIRE(iotca_etcd_txn_commit(g_cli, t, &res, &eb) == IOTCA_OK);
+	iotca_etcd_txn_destroy(t);
+	CHECK(rec_wait_progress(&r, res.revision, 5000) >= res.revision);
+	sleep_ms(200); /* anything extra would arrive now */
+	iotca_etcd_watch_stop(w);
+	REQUIRE(r.n >= 52 && r.n <= REC_MAX);
+	while (p < r.n && r.ev[p].type == IOTCA_ETCD_EVENT_PROGRESS)
+		before += r.ev[p++].mod_revision < res.revision;
+	CHECK_EQ_INT(before, p);
+	for (i = p; i < p + 50 && i < r.n; i++)
+		puts += r.ev[i].type == IOTCA_ETCD_EVENT_PUT &&
+		        r.ev[i].mod_revision == res.revision;
+	CHECK_EQ_INT(puts, 50);
+	REQUIRE(p + 50 < r.n);
+	CHECK_EQ_INT(r.ev[p + 50].type, IOTCA_ETCD_EVENT_PROGRESS);
+	CHECK_EQ_INT(r.ev[p + 50].mod_revision, res.revision);
+	for (i = p + 51; i < r.n; i++)
+		after += r.ev[i].type == IOTCA_ETCD_EVENT_PROGRESS &&
+		         r.ev[i].mod_revision >= res.revision;
+	CHECK_EQ_INT(after, r.n - p - 51);
+	iotca_etcd_txn_result_free(&res);
+	rec_destroy(&r);
+	delete_prefix("wp/");
+}
+
+/*
+ * From a past revision etcd's "created" and catch-up messages carry the
+ * store's revision before their events: the first catch-up batch holds
+ * at most 1000 revisions yet says the store's. PROGRESS must not repeat
+ * it: the recorder counts every event at or before a PROGRESS already
+ * seen. Then an idle watch moves on with etcd's progress notifications
+ * (this etcd sends them every second).
+ */
+static void
+test_watch_progress_catch_up(void)
+{
+	iotca_etcd_watch *w = NULL;
+	iotca_errbuf eb;
+	recorder r;
+	char k[16];
+	int64_t first = 0, last = 0, outside = 0, got;
+	int i;
+
+	REQUIRE(etcd_up());
+	rec_init(&r);
+	for (i = 0; i < 1100; i++) {
+		snprintf(k, sizeof(k), "wm/%04d", i);
+		REQUIRE(put_str(g_cli, k, "v", i == 0 ? &first : &last) ==
+		        IOTCA_OK);
+	}
+	REQUIRE(put_str(g_cli, "wn", "outside", &outside) == IOTCA_OK);
+	REQUIRE(iotca_etcd_watch_start(g_cli, "wm/", 3, "wm0", 3, first, rec_fn,
+	                               &r, &w, &eb) == IOTCA_OK);
+	CHECK_EQ_INT(rec_wait(&r, 1100, 10000), 1100);
+	got = rec_wait_progress(&r, last, 5000);
+	CHECK(got >= last && got <= outside); /* a notification: outside */
+	CHECK(r.n_progress >= 3); /* created, two batches at least */
+	/* idle: the next notification tells of the write outside */
+	REQUIRE(put_str(g_cli, "wn", "later", &outside) == IOTCA_OK);
+	CHECK(rec_wait_progress(&r, outside, 5000) >= outside);
+	iotca_etcd_watch_stop(w);
+	CHECK_EQ_INT(r.n, 1100);
+	CHECK_EQ_INT(r.ev[0].mod_revision, first);
+	rec_destroy(&r);
+	delete_prefix("wm/");
 }
 
 /* ---- two threads race to create the same keys ---- */
@@ -1204,6 +1357,7 @@ test_watch_survives_restart(void)
 	iotca_errbuf eb;
 	recorder r;
 	char k[16], want[16];
+	int64_t t0;
 	int i, dup = 0;
 
 	REQUIRE(etcd_up());
@@ -1215,7 +1369,14 @@ test_watch_survives_restart(void)
 		put_str(g_cli, k, k, NULL);
 	}
 	CHECK_EQ_INT(rec_wait(&r, 5, 5000), 5);
+	CHECK_EQ_INT(iotca_etcd_watch_status(w, &eb), IOTCA_OK);
 	REQUIRE(etcd_proc_stop(g_etcd) == 0);
+	t0 = now_ms();
+	while (iotca_etcd_watch_status(w, &eb) == IOTCA_OK &&
+	       now_ms() - t0 < 3000)
+		sleep_ms(10);
+	CHECK_EQ_INT(iotca_etcd_watch_status(w, &eb), IOTCA_EUNAVAIL);
+	CHECK_CONTAINS(eb.msg, "etcd watch at");
 	sleep_ms(300);
 	REQUIRE(etcd_proc_restart(g_etcd) == 0);
 	/* written before the watch is back: it must catch up on them */
@@ -1225,6 +1386,7 @@ test_watch_survives_restart(void)
 	}
 	CHECK_EQ_INT(rec_wait(&r, 10, 10000), 10);
 	sleep_ms(100); /* any duplicate would arrive now */
+	CHECK_EQ_INT(iotca_etcd_watch_status(w, &eb), IOTCA_OK);
 	iotca_etcd_watch_stop(w);
 	CHECK_EQ_INT(r.n, 10);
 	for (i = 0; i < r.n && i < 10; i++) {
@@ -1241,10 +1403,13 @@ test_watch_survives_restart(void)
 int
 main(void)
 {
+	/* progress notifications every second (etcd 3.4's default: 10 min) */
+	static const char *const etcd_args[] = {
+	    "--experimental-watch-progress-notify-interval", "1s", NULL};
 	int rc;
 
 	iotca_log_set_level(IOTCA_LOG_WARN);
-	if (etcd_proc_start(&g_etcd, NULL) != 0)
+	if (etcd_proc_start(&g_etcd, etcd_args) != 0)
 		return 1;
 	g_cli = client_new(etcd_proc_endpoint(g_etcd), 5000, 0);
 	if (g_cli != NULL) {
@@ -1258,6 +1423,8 @@ main(void)
 		RUN(test_watch_put_delete_prev_kv);
 		RUN(test_watch_from_revision);
 		RUN(test_watch_compaction_reset);
+		RUN(test_watch_progress_after_txn);
+		RUN(test_watch_progress_catch_up);
 		RUN(test_race_create_exactly_once);
 		RUN(test_failover_dead_endpoint_first);
 		RUN(test_oversize_reply_refused);

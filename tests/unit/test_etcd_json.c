@@ -658,11 +658,12 @@ test_build_watch(void)
 	CHECK_EQ_INT(json_integer_value(json_object_get(c, "start_revision")),
 	             15);
 	CHECK(json_is_true(json_object_get(c, "prev_kv")));
+	CHECK(json_is_true(json_object_get(c, "progress_notify")));
 	json_decref(o);
 	free(s);
 	REQUIRE(etcd_json_watch_req("w", 1, NULL, 0, 0, &s) == IOTCA_OK);
 	CHECK_EQ_STR(s, "{\"create_request\":{\"key\":\"dw==\",\"prev_kv\":"
-	                "true}}");
+	                "true,\"progress_notify\":true}}");
 	free(s);
 }
 
