@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""Security review of every RPC, driven by the contract itself: each RPC
+of proto/iotca/v1/*.proto is called (through grpcio, generically from the
+descriptors) with
+
+  * no credential, a malformed header and an unknown token: UNAUTHENTICATED;
+  * a revoked API key: UNAUTHENTICATED;
+  * each credential kind its "Caller:" line does not allow: PERMISSION_DENIED
+    (a tenant key on operator and internal RPCs, the operator token on
+    tenant and internal RPCs);
+  * oversize values in every string and bytes field of its request, with
+    the right credential: refused (INVALID_ARGUMENT, NOT_FOUND or
+    RESOURCE_EXHAUSTED), never OK, never INTERNAL/UNKNOWN, and the server
+    stays up.
+And another account's key sees another account's objects as NOT_FOUND."""
+
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iotca_fixture as fx  # noqa: E402
+
+import grpc  # noqa: E402  (after the fixture: it sets grpc's fork options)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+W = {}
+
+
+def callers():
+    """{"Service/Method": "tenant"|"operator"|"internal"} from the proto
+    comments (the "Caller:" line above each rpc)."""
+    out = {}
+    for name, svc in (("registry.proto", "Registry"),
+                      ("association.proto", "Association")):
+        with open(os.path.join(ROOT, "proto/iotca/v1", name)) as f:
+            text = f.read()
+        caller = None
+        for line in text.splitlines():
+            m = re.search(r"//\s*Caller:\s*(\w+)", line)
+            if m:
+                caller = m.group(1).lower()
+            m = re.match(r"\s*rpc\s+(\w+)\s*\(", line)
+            if m:
+                assert caller, "rpc %s has no Caller: line" % m.group(1)
+                out["%s/%s" % (svc, m.group(1))] = caller
+                caller = None
+    return out
+
+
+def setUpModule():
+    s = W["suite"] = fx.Suite()
+    W["a"] = s.tenant()
+    W["b"] = s.tenant()
+    acc = s.reg.new_account().id
+    pb = s.reg.s.registry_pb2
+    # a key made and revoked: it must be refused like an unknown one
+    r = s.reg.stub.CreateApiKey(pb.CreateApiKeyRequest(account_id=acc),
+                                metadata=s.reg.op_md(), timeout=10)
+    s.reg.stub.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=r.key_id),
+                            metadata=s.reg.op_md(), timeout=10)
+    W["revoked"] = r.api_key
+    W["callers"] = callers()
+
+
+def tearDownModule():
+    W["suite"].close()
+
+
+def methods():
+    """(path, "Service/Method", request class, response class, channel)."""
+    s = W["suite"]
+    out = []
+    for mod, svc, chan in ((s.reg.s.registry_pb2, "Registry",
+                            s.reg.channel),
+                           (s.assoc.s.association_pb2, "Association",
+                            s.assoc.channel)):
+        sd = mod.DESCRIPTOR.services_by_name[svc]
+        for m in sd.methods:
+            req = getattr(mod, m.input_type.name)
+            resp = getattr(mod, m.output_type.name)
+            out.append(("/%s/%s" % (sd.full_name, m.name),
+                        "%s/%s" % (svc, m.name), req, resp, chan))
+    return out
+
+
+def call(path, req_cls, resp_cls, chan, req=None, md=None):
+    fn = chan.unary_unary(path, request_serializer=req_cls.SerializeToString,
+                          response_deserializer=resp_cls.FromString)
+    try:
+        fn(req if req is not None else req_cls(), metadata=md, timeout=10)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
+class Credentials(unittest.TestCase):
+
+    def test_every_rpc_has_a_caller_line(self):
+        names = {name for _, name, _, _, _ in methods()}
+        self.assertEqual(names, set(W["callers"]))
+
+    def test_no_or_bad_credential(self):
+        """No credential, a malformed header or an unknown token:
+        UNAUTHENTICATED. An unknown or revoked API key: UNAUTHENTICATED on
+        tenant RPCs; the others answer anything shaped like an API key
+        with PERMISSION_DENIED without looking it up (registry.proto,
+        Authentication)."""
+        cases = {"none": (None, None),
+                 "malformed": ([("authorization", "Basic abc")], None),
+                 "unknown token": (fx.bearer("not-a-credential"), None),
+                 "unknown key": (fx.bearer("iok_" + "0" * 64), "key"),
+                 "revoked key": (fx.bearer(W["revoked"]), "key")}
+        for path, name, req, resp, chan in methods():
+            tenant_rpc = W["callers"][name] == "tenant"
+            for what, (md, shape) in cases.items():
+                want = grpc.StatusCode.UNAUTHENTICATED
+                if shape == "key" and not tenant_rpc:
+                    want = grpc.StatusCode.PERMISSION_DENIED
+                with self.subTest(rpc=name, credential=what):
+                    self.assertEqual(call(path, req, resp, chan, md=md),
+                                     want)
+
+    def test_wrong_kind_of_credential(self):
+        s = W["suite"]
+        creds = {"tenant": fx.bearer(W["a"].key), "operator": s.reg.op_md(),
+                 "internal": s.reg.internal_md()}
+        for path, name, req, resp, chan in methods():
+            allowed = W["callers"][name]
+            for kind, md in creds.items():
+                if kind == allowed:
+                    continue
+                if kind == "internal" and allowed != "internal":
+                    continue  # the internal credential is not a user's
+                with self.subTest(rpc=name, credential=kind):
+                    self.assertEqual(call(path, req, resp, chan, md=md),
+                                     grpc.StatusCode.PERMISSION_DENIED)
+
+
+class Oversize(unittest.TestCase):
+
+    REFUSED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+               grpc.StatusCode.RESOURCE_EXHAUSTED,
+               grpc.StatusCode.FAILED_PRECONDITION}
+
+    def test_oversize_fields(self):
+        s = W["suite"]
+        creds = {"tenant": fx.bearer(W["a"].key), "operator": s.reg.op_md(),
+                 "internal": s.reg.internal_md()}
+        for path, name, req_cls, resp, chan in methods():
+            md = creds[W["callers"][name]]
+            for f in req_cls.DESCRIPTOR.fields:
+                if f.label == f.LABEL_REPEATED or f.type not in (
+                        f.TYPE_STRING, f.TYPE_BYTES):
+                    continue
+                for size in (70 << 10, 5 << 20):
+                    req = req_cls()
+                    big = "A" * size
+                    setattr(req, f.name,
+                            big if f.type == f.TYPE_STRING else big.encode())
+                    with self.subTest(rpc=name, field=f.name, size=size):
+                        code = call(path, req_cls, resp, chan, req, md)
+                        self.assertIn(code, self.REFUSED)
+        for svc in (s.reg.svc, s.assoc.svc):
+            self.assertIsNone(svc.proc.poll(), "%r died" % svc)
+
+
+class Isolation(unittest.TestCase):
+
+    def test_other_accounts_objects_are_not_found(self):
+        s = W["suite"]
+        a, b = W["a"], W["b"]
+        rpb, apb = s.reg.s.registry_pb2, s.assoc.s.association_pb2
+        md = fx.bearer(b.key)
+        cases = [
+            (s.reg.stub.GetCaCertificate,
+             rpb.GetCaCertificateRequest(id=a.ca_id)),
+            (s.reg.stub.DeleteCaCertificate,
+             rpb.DeleteCaCertificateRequest(id=a.ca_id)),
+            (s.assoc.stub.GetProduct,
+             apb.GetProductRequest(product_key=a.pk)),
+            (s.assoc.stub.ListAssociations,
+             apb.ListAssociationsRequest(ca_id=a.ca_id)),
+        ]
+        for fn, req in cases:
+            with self.subTest(rpc=fn._method):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    fn(req, metadata=md, timeout=10)
+                self.assertEqual(cm.exception.code(),
+                                 grpc.StatusCode.NOT_FOUND)
+        # and A still has its CA: B's delete did nothing
+        got = s.reg.stub.GetCaCertificate(
+            rpb.GetCaCertificateRequest(id=a.ca_id),
+            metadata=fx.bearer(a.key), timeout=10)
+        self.assertEqual(got.id, a.ca_id)
+
+
+if __name__ == "__main__":
+    fx.run_tests()
