@@ -7,6 +7,7 @@
 #ifndef IOTCA_SVC_H
 #define IOTCA_SVC_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -147,9 +148,19 @@ void iotca_svc_sha256_hex(const void *p, size_t n, char out[65]);
 	     "(PEM)",                                                          \
 	     0,                                                                \
 	     0},                                                               \
+	    {"IOTCA_GRPC_WORKERS",                                             \
+	     "grpc-workers",                                                   \
+	     IOTCA_CFG_INT,                                                    \
+	     "16",                                                             \
+	     "threads running handlers",                                       \
+	     1,                                                                \
+	     256},                                                             \
 	{                                                                      \
-		"IOTCA_GRPC_WORKERS", "grpc-workers", IOTCA_CFG_INT, "16",     \
-		    "threads running handlers", 1, 256                         \
+		"IOTCA_PROBE_LISTEN", "probe-listen", IOTCA_CFG_HOSTPORT,      \
+		    NULL,                                                      \
+		    "plain HTTP address for /healthz, /readyz and /metrics "   \
+		    "(unset: none)",                                           \
+		    0, 0                                                       \
 	}
 
 /* What every service holds: etcd, credentials, its gRPC server. */
@@ -158,7 +169,10 @@ typedef struct iotca_svc_base {
 	iotca_etcd *etcd;
 	iotca_auth *auth;
 	iotca_rpc_server *srv;
-	int healthy;
+	atomic_int healthy;        /* etcd answered the last check */
+	atomic_int started;        /* etcd answered once: start-up done */
+	const iotca_config *cfg;   /* set by iotca_svc_base_open */
+	struct iotca_probe *probe; /* IOTCA_PROBE_LISTEN, or NULL */
 } iotca_svc_base;
 
 /* Opens etcd (reply cap etcd_max_reply; 0: the default) and the

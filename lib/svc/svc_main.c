@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "log/log.h"
+#include "probe/probe.h"
 #include "sig/sig.h"
 #include "svc/svc.h"
 
@@ -19,6 +20,7 @@ iotca_svc_base_open(iotca_svc_base *b, const iotca_config *cfg,
 	iotca_auth_opts ao = {0};
 	iotca_err rc;
 
+	b->cfg = cfg;
 	eo.endpoints = iotca_config_get(cfg, "IOTCA_ETCD_ENDPOINTS");
 	eo.timeout_ms = iotca_config_int(cfg, "IOTCA_ETCD_TIMEOUT_MS", 5000);
 	eo.max_reply = etcd_max_reply;
@@ -56,6 +58,8 @@ svc_health_tick(iotca_svc_base *b, void (*tick)(void *arg), void *arg)
 
 	if (ok && tick != NULL)
 		tick(arg);
+	if (ok)
+		b->started = 1;
 	if (ok == b->healthy)
 		return;
 	b->healthy = ok;
@@ -68,23 +72,90 @@ svc_health_tick(iotca_svc_base *b, void (*tick)(void *arg), void *arg)
 		               iotca_errbuf_msg(&eb));
 }
 
+/*
+ * Readiness: start-up is done (etcd answered once, the watched copies
+ * started). It does not drop when etcd becomes unreachable later: every
+ * replica shares the same etcd, so no other replica would do better, and
+ * the edge's lookups are still answered from memory. iotca_etcd_reachable
+ * in /metrics (and grpc.health.v1) tell that outage. Liveness is the probe
+ * answering at all.
+ */
+static int
+svc_ready(void *arg)
+{
+	const iotca_svc_base *b = arg;
+
+	return b->started;
+}
+
+static void
+svc_metrics(iotca_buf *out, void *arg)
+{
+	iotca_svc_base *b = arg;
+	iotca_rpc_server_stats st;
+
+	iotca_rpc_server_stats_get(b->srv, &st);
+	iotca_probe_metric_u64(out, "iotca_rpc_calls_total",
+	                       "gRPC calls by outcome", "counter",
+	                       "result=\"received\"", st.calls);
+	iotca_probe_metric_u64(out, "iotca_rpc_calls_total", NULL, "counter",
+	                       "result=\"failed\"", st.calls_failed);
+	iotca_probe_metric_u64(out, "iotca_rpc_calls_total", NULL, "counter",
+	                       "result=\"cancelled\"", st.calls_cancelled);
+	iotca_probe_metric_u64(out, "iotca_rpc_calls_total", NULL, "counter",
+	                       "result=\"unimplemented\"", st.calls_unknown);
+	iotca_probe_metric_u64(out, "iotca_rpc_in_flight",
+	                       "gRPC calls being handled now", "gauge", NULL,
+	                       st.in_flight);
+	iotca_probe_metric_u64(out, "iotca_etcd_reachable",
+	                       "1 when etcd answered the last health check",
+	                       "gauge", NULL, (uint64_t)b->healthy);
+}
+
+/* Starts the HTTP probe endpoint when IOTCA_PROBE_LISTEN is set. */
+static iotca_err
+svc_probe_start(iotca_svc_base *b, iotca_errbuf *eb)
+{
+	const char *addr = iotca_config_get(b->cfg, "IOTCA_PROBE_LISTEN");
+	int port = 0;
+
+	if (addr == NULL)
+		return IOTCA_OK;
+	return iotca_probe_start(addr, svc_ready, svc_metrics, b, &b->probe,
+	                         &port, eb);
+}
+
 int
 iotca_svc_base_run(iotca_svc_base *b, void (*tick)(void *arg), void *arg)
 {
+	iotca_errbuf eb;
 	int sig;
 
+	iotca_errbuf_clear(&eb);
+	if (svc_probe_start(b, &eb) != IOTCA_OK) {
+		iotca_log_error("PROBE-START-FAILED",
+		                "msg=\"%s\" hint=\"check IOTCA_PROBE_LISTEN\"",
+		                iotca_errbuf_msg(&eb));
+		return SIGTERM;
+	}
 	svc_health_tick(b, tick, arg);
 	while ((sig = iotca_sig_wait_termination(SVC_TICK_MS)) == 0 ||
 	       sig == SIGHUP)
 		svc_health_tick(b, tick, arg);
 	iotca_log_info("SERVICE-STOPPING", "service=%s signal=%d", b->name,
 	               sig);
+	/* the probe reads the server's counters: it goes before the server
+	 * does; a pod that stops answering is no longer ready anyway */
+	iotca_probe_stop(b->probe);
+	b->probe = NULL;
 	return sig;
 }
 
 void
 iotca_svc_base_close(iotca_svc_base *b)
 {
+	iotca_probe_stop(b->probe);
+	b->probe = NULL;
 	iotca_rpc_server_destroy(b->srv);
 	b->srv = NULL;
 	iotca_auth_destroy(b->auth);
