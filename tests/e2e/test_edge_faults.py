@@ -61,8 +61,12 @@ def setUpModule():
         ver = s.pki.make_verification(ca, s.reg.regcode(t.key))
         reg = s.reg.register(t.key, name, ca, ver)
         W["cas"].append((ca, reg.id))
-    W["devs"] = {}
     W["serial"] = 0x7000
+    # Devices associated before any edge runs: an edge learns about
+    # associations made while it runs from the change feed (and caches
+    # them), so a device "the edge never saw" must predate it.
+    W["fresh_a"] = device(0, "fresh-a1")
+    W["other_r"] = device(1, "other-r1")
 
 
 def device(ca_index, name, associate=True):
@@ -100,7 +104,7 @@ class EdgeFaults(unittest.TestCase):
 
     def test_association_killed(self):
         known = device(0, "known-a1")
-        fresh = device(0, "fresh-a1")
+        fresh = W["fresh_a"]
         self.assertEqual(connack(self.edge, known), 0)
         svc = W["suite"].assoc.svc
         svc.kill()
@@ -119,7 +123,7 @@ class EdgeFaults(unittest.TestCase):
 
     def test_registry_killed(self):
         known = device(0, "known-r1")
-        other = device(1, "other-r1")  # its CA is not cached by this edge
+        other = W["other_r"]  # its CA is not cached by this edge
         self.assertEqual(connack(self.edge, known), 0)
         svc = W["suite"].reg.svc
         svc.kill()
