@@ -226,6 +226,9 @@ void edge_auth_stats_get(edge_auth *a, edge_auth_stats *out);
 /* -------------------------------------------------------------- plane.c */
 
 iotca_err edge_plane_create(edge *e, edge_plane **out, iotca_errbuf *eb);
+/* Waits up to timeout_ms for every upstream message in flight to be taken
+ * by a consumer (or to fail: then it was not acknowledged). */
+void edge_plane_drain(edge_plane *p, long timeout_ms);
 void edge_plane_destroy(edge_plane *p);
 
 /* Upstream event (kind is a DeviceMessageKind). Never blocks; dropped and

@@ -397,6 +397,9 @@ out:
 	edge_changes_stop(e.changes);
 	edge_loops_stop(&e);
 	iotca_probe_stop(probe);
+	/* the sessions' last messages and DISCONNECTED events, at most the
+	 * upstream timeout */
+	edge_plane_drain(e.plane, e.o.upstream_timeout_ms);
 	edge_plane_destroy(e.plane);
 	iotca_rpc_client_destroy(e.registry);
 	iotca_rpc_client_destroy(e.association);

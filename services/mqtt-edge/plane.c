@@ -5,13 +5,19 @@
  * dialled to IOTCA_EDGE_DOWNSTREAM brings "<pk>/<dn>\n" + packed
  * DownstreamMessage, routed here to the loop holding that device.
  *
- * Sends never block a loop: events and QoS 0 go with NNG_FLAG_NONBLOCK
- * (dropped and counted when the queue is full); QoS 1/2 go through an aio
- * whose completion is posted back to the connection's loop, which only
- * then acknowledges the PUBLISH.
+ * Sends never block a loop: every message goes through an aio. The PUSH
+ * socket has no send buffer (NNG_OPT_SENDBUF 0), so an aio completes only
+ * when a connected consumer's pipe has taken the message: nothing that was
+ * acknowledged waits in a queue that closing the socket would drop. QoS
+ * 1/2 completions are posted back to the connection's loop, which only
+ * then acknowledges the PUBLISH. Events and QoS 0 are dropped and counted
+ * when PLANE_INFLIGHT_MAX messages are already waiting (no consumer, or a
+ * slow one); QoS 1/2 are then not acknowledged. On shutdown
+ * edge_plane_drain waits for what is in flight.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -21,8 +27,9 @@
 #include "iotca/v1/device_message.pb-c.h"
 #include "log/log.h"
 
-#define PLANE_SENDBUF   1024 /* messages queued before NONBLOCK drops */
-#define PLANE_ROUTE_KEY (EDGE_PK_MAX + EDGE_DN_MAX + 1)
+#define PLANE_INFLIGHT_MAX  8192 /* upstream messages waiting for a pipe */
+#define PLANE_PIPE_GRACE_MS 200  /* for the pipes' last writes at close */
+#define PLANE_ROUTE_KEY     (EDGE_PK_MAX + EDGE_DN_MAX + 1)
 
 typedef struct route {
 	struct route *next;
@@ -38,6 +45,7 @@ struct edge_plane {
 	int down_started;
 	atomic_int stop;
 	atomic_uint_fast64_t seq;
+	atomic_int inflight; /* upstream aios not yet completed */
 	pthread_mutex_t route_mu;
 	route **routes;
 	size_t nroutes; /* buckets, a power of two */
@@ -48,11 +56,49 @@ struct edge_plane {
 typedef struct up_send {
 	edge_plane *p;
 	nng_aio *aio;
-	edge_loop *loop;
+	edge_loop *loop; /* NULL: nobody waits for the outcome */
 	uint64_t conn_id;
 	uint16_t packet_id;
 	uint8_t qos;
+	int event; /* a session event (counted apart from PUBLISHes) */
 } up_send;
+
+static void up_done(void *arg);
+
+/*
+ * Hands m to the PUSH socket through an aio (takes m). loop NULL: fire
+ * and forget. -1 when too many are waiting already or on no memory (m is
+ * freed, nothing is posted).
+ */
+static int
+up_start(edge_plane *p, nng_msg *m, edge_loop *loop, uint64_t conn_id,
+         uint16_t packet_id, uint8_t qos, int event)
+{
+	up_send *u;
+
+	if (atomic_fetch_add(&p->inflight, 1) >= PLANE_INFLIGHT_MAX)
+		goto fail;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		goto fail;
+	if (nng_aio_alloc(&u->aio, up_done, u) != 0) {
+		free(u);
+		goto fail;
+	}
+	u->p = p;
+	u->loop = loop;
+	u->conn_id = conn_id;
+	u->packet_id = packet_id;
+	u->qos = qos;
+	u->event = event;
+	nng_aio_set_msg(u->aio, m);
+	nng_aio_set_timeout(u->aio, (nng_duration)p->e->o.upstream_timeout_ms);
+	nng_send_aio(p->up, u->aio);
+	return 0;
+fail:
+	atomic_fetch_sub(&p->inflight, 1);
+	nng_msg_free(m);
+	return -1;
+}
 
 /* ------------------------------------------------------------ upstream */
 
@@ -103,28 +149,27 @@ edge_plane_event(edge_plane *p, int kind, const edge_ident *id,
 	dm.reason =
 	    (char *)(reason != EDGE_R_NONE ? edge_reason_word(reason) : "");
 	if ((m = plane_pack(p, &dm)) == NULL ||
-	    nng_sendmsg(p->up, m, NNG_FLAG_NONBLOCK) != 0) {
-		nng_msg_free(m);
+	    up_start(p, m, NULL, 0, 0, 0, 1) != 0)
 		atomic_fetch_add(&p->events_dropped, 1);
-		return;
-	}
-	atomic_fetch_add(&p->events_sent, 1);
 }
 
 static void
 up_done(void *arg)
 {
 	up_send *u = arg;
+	edge_plane *p = u->p;
 	int rv = nng_aio_result(u->aio);
 	edge_msg *m;
 
-	if (rv != 0) {
+	if (rv != 0)
 		nng_msg_free(nng_aio_get_msg(u->aio));
-		atomic_fetch_add(&u->p->up_failed, 1);
-	} else {
-		atomic_fetch_add(&u->p->up_sent, 1);
-	}
-	if ((m = edge_msg_new(EDGE_MSG_UP_DONE, u->conn_id)) != NULL) {
+	if (u->event)
+		atomic_fetch_add(rv == 0 ? &p->events_sent : &p->events_dropped,
+		                 1);
+	else
+		atomic_fetch_add(rv == 0 ? &p->up_sent : &p->up_failed, 1);
+	if (u->loop != NULL &&
+	    (m = edge_msg_new(EDGE_MSG_UP_DONE, u->conn_id)) != NULL) {
 		m->ok = rv == 0;
 		m->packet_id = u->packet_id;
 		m->qos = u->qos;
@@ -132,6 +177,7 @@ up_done(void *arg)
 	}
 	nng_aio_reap(u->aio);
 	free(u);
+	atomic_fetch_sub(&p->inflight, 1); /* last: drain may free p */
 }
 
 int
@@ -142,7 +188,6 @@ edge_plane_publish(edge_plane *p, const edge_ident *id, const char *client_id,
 {
 	Iotca__V1__DeviceMessage dm = IOTCA__V1__DEVICE_MESSAGE__INIT;
 	char *t = strndup(topic, topic_len);
-	up_send *u = NULL;
 	nng_msg *m = NULL;
 	edge_msg *done;
 
@@ -171,27 +216,13 @@ edge_plane_publish(edge_plane *p, const edge_ident *id, const char *client_id,
 	free(t);
 	if (m == NULL)
 		goto fail;
-	if (qos == 0) {
-		if (nng_sendmsg(p->up, m, NNG_FLAG_NONBLOCK) != 0)
-			goto fail;
-		atomic_fetch_add(&p->up_sent, 1);
-		return 0;
-	}
-	if ((u = calloc(1, sizeof(*u))) == NULL ||
-	    nng_aio_alloc(&u->aio, up_done, u) != 0)
-		goto fail;
-	u->p = p;
-	u->loop = loop;
-	u->conn_id = conn_id;
-	u->packet_id = packet_id;
-	u->qos = qos;
-	nng_aio_set_msg(u->aio, m);
-	nng_aio_set_timeout(u->aio, (nng_duration)p->e->o.upstream_timeout_ms);
-	nng_send_aio(p->up, u->aio);
+	if (up_start(p, m, qos > 0 ? loop : NULL, conn_id, packet_id, qos, 0) !=
+	    0)
+		goto fail_counted;
 	return 0;
 fail:
-	free(u);
 	nng_msg_free(m);
+fail_counted:
 	atomic_fetch_add(&p->up_dropped, 1);
 	return -1;
 }
@@ -363,7 +394,8 @@ plane_open_up(edge_plane *p, const char *url, iotca_errbuf *eb)
 	if ((rv = nng_push0_open(&p->up)) != 0)
 		return plane_nng_fail(eb, "open a PUSH socket for", "NNG", url,
 		                      rv);
-	nng_socket_set_int(p->up, NNG_OPT_SENDBUF, PLANE_SENDBUF);
+	/* no buffer: a send completes when a consumer's pipe took it */
+	nng_socket_set_int(p->up, NNG_OPT_SENDBUF, 0);
 	if ((rv = nng_dial(p->up, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 		nng_close(p->up);
 		return plane_nng_fail(eb, "dial", "IOTCA_EDGE_UPSTREAM", url,
@@ -427,7 +459,28 @@ fail:
 	return rc;
 }
 
-/* After the loops stopped: no publish is started any more. */
+void
+edge_plane_drain(edge_plane *p, long timeout_ms)
+{
+	int64_t end = edge_now_ms() + timeout_ms;
+	struct timespec ts = {0, 10 * 1000000};
+
+	if (p == NULL || !p->have_up)
+		return;
+	while (atomic_load(&p->inflight) > 0 && edge_now_ms() < end)
+		nanosleep(&ts, NULL);
+	if (atomic_load(&p->inflight) > 0)
+		iotca_log_warn("EDGE-UPSTREAM-UNDRAINED",
+		               "pending=%d msg=\"the consumer did not take "
+		               "them in time; they were not acknowledged\"",
+		               atomic_load(&p->inflight));
+	/* the pipes may still be writing the last messages they took */
+	ts.tv_nsec = PLANE_PIPE_GRACE_MS * 1000000L;
+	nanosleep(&ts, NULL);
+}
+
+/* After the loops stopped and edge_plane_drain: no publish is started
+ * any more. */
 void
 edge_plane_destroy(edge_plane *p)
 {

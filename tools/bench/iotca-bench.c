@@ -19,6 +19,14 @@
  *
  * and its outcome is counted once: ok, refused (CONNACK return code not 0)
  * or failed, with a short reason.
+ *
+ * With --publish-ms, once all N are held, every held connection publishes
+ * QoS 1 messages on the topic its identity message names, spread evenly
+ * over the interval, for --duration seconds; then the run waits for the
+ * PUBACKs still due. Each connection keeps a window of BENCH_WINDOW
+ * messages awaiting PUBACK (a bitmap over the sequence numbers), so every
+ * PUBACK is matched to exactly one message and counted once. A held
+ * connection the server closes is counted as lost and the run goes on.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -47,13 +55,20 @@
 #include <openssl/x509v3.h>
 
 #define BENCH_PKT_MAX     2048 /* largest MQTT packet taken from a server */
-#define BENCH_OUT_MAX     256  /* queued outgoing bytes per connection */
+#define BENCH_OUT_MAX     512  /* queued outgoing bytes per connection */
 #define BENCH_REASONS_MAX 32   /* distinct failure reasons kept */
 #define BENCH_REASON_LEN  128
 #define BENCH_EVENTS      256
 #define BENCH_CPU_SETTLE  100 /* ms given to the server before reading CPU */
 #define BENCH_SPARE_FDS   32  /* files the process needs besides sockets */
 #define IDENTITY_TOPIC    "/ext/auth/identity/response"
+
+/* --publish-ms */
+#define BENCH_TOPIC_MAX 128   /* the publish topic, with its NUL */
+#define BENCH_WINDOW    64    /* QoS 1 messages awaiting PUBACK, per conn */
+#define BENCH_DRAIN_MS  10000 /* wait for due PUBACKs after --duration */
+#define BENCH_LAT_MAX   (1UL << 22)    /* PUBACK latencies kept (32 MiB) */
+#define PUBLISH_SUFFIX  "/user/update" /* after /<productKey>/<deviceName> */
 
 /* MQTT 3.1.1 control packet types (high nibble of the first byte). */
 enum {
@@ -81,6 +96,9 @@ typedef struct bench_opts {
 	unsigned keepalive;
 	long timeout_ms;
 	long settle_ms;
+	long publish_ms;          /* 0: no publishing */
+	unsigned long duration_s; /* publishing time with --publish-ms */
+	const char *acked_file;   /* NULL: no list of acknowledged messages */
 } bench_opts;
 
 /* A device certificate and its key, parsed once; session is the newest
@@ -96,16 +114,39 @@ typedef struct bench_reason {
 	unsigned long count;
 } bench_reason;
 
+/* Counts by reason; other counts those past BENCH_REASONS_MAX kinds. */
+typedef struct bench_reasons {
+	bench_reason r[BENCH_REASONS_MAX];
+	size_t n;
+	unsigned long other;
+} bench_reasons;
+
 /* Outcomes of one phase (warm-up or measured). */
 typedef struct bench_stats {
 	unsigned long attempted, ok, refused, failed, resumed, dropped;
-	unsigned long refused_rc[256]; /* by CONNACK return code */
-	bench_reason reasons[BENCH_REASONS_MAX];
-	size_t nreasons;
-	unsigned long other_reasons; /* failures past BENCH_REASONS_MAX kinds */
+	unsigned long refused_rc[256];    /* by CONNACK return code */
+	bench_reasons failures;           /* why connections failed */
+	bench_reasons drops;              /* why held connections ended */
 	double *connack_ms, *identity_ms; /* NULL in the warm-up phase */
 	size_t nconnack, nidentity;
 } bench_stats;
+
+/* The --publish-ms phase: its schedule and its counts. The schedule is
+ * round r, position k of order: t0 + r * interval + k * interval / norder,
+ * so the connections' publishes are spread evenly over each interval. */
+typedef struct bench_pub {
+	int active;    /* publishing now */
+	size_t *order; /* slots of the held connections */
+	size_t norder, cursor;
+	uint64_t round;
+	int64_t t0_ns, stop_ns; /* publishes are due from t0 to before stop */
+	double wall_s;          /* publishing time */
+	unsigned long published, acked, skipped, unexpected, released;
+	unsigned long pending; /* awaiting PUBACK on open connections */
+	double *ack_ms;        /* publish -> PUBACK, up to BENCH_LAT_MAX */
+	size_t nack_ms, cap_ack_ms;
+	FILE *acked_out; /* --acked-file, or NULL */
+} bench_pub;
 
 typedef enum conn_state {
 	CONN_FREE,
@@ -127,6 +168,15 @@ typedef struct conn {
 	bench_stats *st; /* where the outcome is counted */
 	int64_t t0_ns;   /* connect() called */
 	int64_t due_ns;  /* timeout (opening) or next PINGREQ (held) */
+	/* --publish-ms, by sequence number (1, 2, ...; the packet id is seq,
+	 * wrapped past 65535): pub_seq is the last one sent, every one up
+	 * to ack_low is acknowledged, and bit i of ack_bits is set when
+	 * ack_low + 1 + i is. */
+	uint32_t pub_seq, ack_low;
+	uint64_t ack_bits;
+	unsigned inflight;             /* sent and not acknowledged */
+	int64_t sent_ns[BENCH_WINDOW]; /* by seq % BENCH_WINDOW */
+	char topic[BENCH_TOPIC_MAX];   /* from the identity, or "" */
 	size_t inlen, outlen;
 	uint8_t in[BENCH_PKT_MAX];
 	uint8_t out[BENCH_OUT_MAX];
@@ -158,6 +208,7 @@ typedef struct bench {
 	long rss0_kib, rss1_kib; /* server VmRSS around the measured phase */
 	long rss_held_kib;       /* with --hold, after the settle delay */
 	unsigned long held_sessions;
+	bench_pub pub;
 } bench;
 
 static const char usage_text[] =
@@ -199,6 +250,18 @@ static const char usage_text[] =
     "                     session, then close them all with DISCONNECT\n"
     "  --settle-ms MS     wait before reading memory with --hold\n"
     "                     (default 2000)\n"
+    "  --publish-ms MS    with --hold and --identity: once all N are held,\n"
+    "                     each publishes one QoS 1 PUBLISH every MS ms on\n"
+    "                     /<productKey>/<deviceName>" PUBLISH_SUFFIX "\n"
+    "                     (from its identity message), payload\n"
+    "                     \"<i>:<seq>\" (i as in its client id, seq from 1,\n"
+    "                     also the packet id), the connections' publishes\n"
+    "                     spread over the interval; at most 64 awaiting\n"
+    "                     PUBACK per connection (more are skipped, and\n"
+    "                     counted). Takes the place of --settle-ms\n"
+    "  --duration S       publish for S seconds (default 10), then wait up\n"
+    "                     to 10 s for the PUBACKs still due\n"
+    "  --acked-file FILE  write one line \"<i>:<seq>\" per PUBACK to FILE\n"
     "  --keepalive S      MQTT keep-alive in CONNECT (default 60, 0 = off)\n"
     "  --timeout-ms MS    limit from connect() to CONNACK (and identity)\n"
     "                     for each connection (default 10000)\n"
@@ -212,8 +275,13 @@ static const char usage_text[] =
     "(TCP or TLS error, close, timeout, bad identity) as failed, with the\n"
     "reason. The soft open-files limit is raised to the hard one.\n"
     "\n"
+    "A held connection that ends (the server closed it, say on SIGTERM)\n"
+    "counts as lost, with the reason, and the run goes on without it; with\n"
+    "--publish-ms its messages awaiting PUBACK count as unacknowledged.\n"
+    "\n"
     "Exit status: 0 when every measured connection got CONNACK 0 (and its\n"
-    "identity), 1 when some did not, 2 when the run could not be made.\n";
+    "identity), none was lost and every message published was\n"
+    "acknowledged, 1 when not, 2 when the run could not be made.\n";
 
 /* ------------------------------------------------------------ utilities */
 
@@ -425,41 +493,69 @@ mqtt_frame(const uint8_t *buf, size_t len, size_t cap, size_t *hdr)
 }
 
 /* Whether an identity payload is a JSON object with non-empty string
- * productKey and deviceName. */
+ * productKey and deviceName; if so, topic gets the device's publish topic
+ * ("" when it does not fit in cap). */
 static int
-identity_ok(const uint8_t *payload, size_t len)
+identity_parse(const uint8_t *payload, size_t len, char *topic, size_t cap)
 {
 	json_t *root = json_loadb((const char *)payload, len, 0, NULL);
 	const char *pk, *dn;
-	int ok;
+	int ok, n;
 
 	if (root == NULL)
 		return 0;
 	pk = json_string_value(json_object_get(root, "productKey"));
 	dn = json_string_value(json_object_get(root, "deviceName"));
 	ok = pk != NULL && dn != NULL && pk[0] != '\0' && dn[0] != '\0';
+	if (ok) {
+		n = snprintf(topic, cap, "/%s/%s" PUBLISH_SUFFIX, pk, dn);
+		if (n < 0 || (size_t)n >= cap)
+			topic[0] = '\0';
+	}
 	json_decref(root);
 	return ok;
+}
+
+/* A QoS 1 PUBLISH; returns its size, 0 if it does not fit in cap. */
+static size_t
+mqtt_publish_qos1(uint8_t *p, size_t cap, const char *topic, uint16_t id,
+                  const char *payload)
+{
+	size_t tlen = strlen(topic), plen = strlen(payload);
+	size_t rem = 2 + tlen + 2 + plen, off;
+
+	if (rem + 5 > cap)
+		return 0;
+	p[0] = MQTT_PUBLISH << 4 | 1 << 1;
+	off = 1 + mqtt_put_len(p + 1, rem);
+	p[off++] = (uint8_t)(tlen >> 8);
+	p[off++] = (uint8_t)tlen;
+	memcpy(p + off, topic, tlen);
+	off += tlen;
+	p[off++] = (uint8_t)(id >> 8);
+	p[off++] = (uint8_t)id;
+	memcpy(p + off, payload, plen);
+	return off + plen;
 }
 
 /* ------------------------------------------------------------ outcomes */
 
 static void
-stats_reason(bench_stats *st, const char *text)
+reasons_count(bench_reasons *rs, const char *text)
 {
 	size_t i;
 
-	for (i = 0; i < st->nreasons; i++)
-		if (strcmp(st->reasons[i].text, text) == 0) {
-			st->reasons[i].count++;
+	for (i = 0; i < rs->n; i++)
+		if (strcmp(rs->r[i].text, text) == 0) {
+			rs->r[i].count++;
 			return;
 		}
-	if (st->nreasons == BENCH_REASONS_MAX) {
-		st->other_reasons++;
+	if (rs->n == BENCH_REASONS_MAX) {
+		rs->other++;
 		return;
 	}
-	snprintf(st->reasons[st->nreasons].text, BENCH_REASON_LEN, "%s", text);
-	st->reasons[st->nreasons++].count = 1;
+	snprintf(rs->r[rs->n].text, BENCH_REASON_LEN, "%s", text);
+	rs->r[rs->n++].count = 1;
 }
 
 /* Takes the connection off its list and frees its slot; the socket is
@@ -476,6 +572,7 @@ conn_release(bench *b, conn *c, int clean)
 		list_remove(&b->busy, c);
 		b->nbusy--;
 	}
+	b->pub.pending -= c->inflight; /* those will not be acknowledged */
 	if (c->ssl != NULL) {
 		if (clean) {
 			SSL_write(c->ssl, disconnect, sizeof(disconnect));
@@ -492,21 +589,22 @@ conn_release(bench *b, conn *c, int clean)
 }
 
 /* Counts a failure with its reason and releases the connection; a held
- * connection that breaks counts as dropped. */
+ * connection that breaks counts as dropped (lost). */
 static void
 conn_fail(bench *b, conn *c, const char *fmt, ...)
 {
 	char text[BENCH_REASON_LEN];
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
 	if (c->state == CONN_HELD) {
 		c->st->dropped++;
+		reasons_count(&c->st->drops, text);
 	} else {
-		va_start(ap, fmt);
-		vsnprintf(text, sizeof(text), fmt, ap);
-		va_end(ap);
 		c->st->failed++;
-		stats_reason(c->st, text);
+		reasons_count(&c->st->failures, text);
 	}
 	conn_release(b, c, 0);
 }
@@ -654,16 +752,85 @@ conn_on_publish(bench *b, conn *c, const uint8_t *p, size_t hdr, size_t n)
 	if (c->state != CONN_IDENTITY || tlen != strlen(IDENTITY_TOPIC) ||
 	    memcmp(body + 2, IDENTITY_TOPIC, tlen) != 0)
 		return 0;
-	if (!identity_ok(body + off, blen - off)) {
+	if (!identity_parse(body + off, blen - off, c->topic,
+	                    sizeof(c->topic))) {
 		conn_fail(b, c,
 		          "identity: not JSON with productKey and "
 		          "deviceName");
+		return -1;
+	}
+	if (b->o.publish_ms > 0 && c->topic[0] == '\0') {
+		conn_fail(b, c, "identity: productKey and deviceName too long");
 		return -1;
 	}
 	if (c->st->identity_ms != NULL)
 		c->st->identity_ms[c->st->nidentity++] = elapsed_ms(c);
 	conn_connected(b, c);
 	return c->state == CONN_HELD ? 0 : -1;
+}
+
+/* The packet id of sequence number seq: 1 to 65535, then 1 again. */
+static uint16_t
+pub_packet_id(uint32_t seq)
+{
+	return (uint16_t)((seq - 1) % 65535 + 1);
+}
+
+/* Counts the acknowledgement of seq (bit i of the window) on c. */
+static void
+conn_acked(bench *b, conn *c, uint32_t seq, unsigned i)
+{
+	bench_pub *p = &b->pub;
+	double *grown;
+
+	c->ack_bits |= (uint64_t)1 << i;
+	c->inflight--;
+	p->pending--;
+	p->acked++;
+	if (p->nack_ms == p->cap_ack_ms && p->cap_ack_ms < BENCH_LAT_MAX) {
+		p->cap_ack_ms = p->cap_ack_ms ? p->cap_ack_ms * 2 : 4096;
+		if ((grown = realloc(p->ack_ms,
+		                     p->cap_ack_ms * sizeof(*grown))) == NULL)
+			die("out of memory");
+		p->ack_ms = grown;
+	}
+	if (p->nack_ms < p->cap_ack_ms)
+		p->ack_ms[p->nack_ms++] =
+		    (double)(now_ns() - c->sent_ns[seq % BENCH_WINDOW]) / 1e6;
+	if (p->acked_out != NULL)
+		fprintf(p->acked_out, "%lu:%u\n", c->id, seq);
+	while (c->ack_bits & 1) {
+		c->ack_bits >>= 1;
+		c->ack_low++;
+	}
+}
+
+/* PUBACK: matched to the message awaiting it with that packet id; one
+ * that matches none (a repeat, or never sent) is counted as unexpected.
+ * Returns -1 if released. */
+static int
+conn_on_puback(bench *b, conn *c, const uint8_t *p, size_t hdr, size_t n)
+{
+	uint16_t id;
+	uint32_t seq;
+	unsigned i;
+
+	if (n - hdr != 2) {
+		conn_fail(b, c, "protocol: malformed PUBACK");
+		return -1;
+	}
+	id = (uint16_t)(p[hdr] << 8 | p[hdr + 1]);
+	for (i = 0; i < BENCH_WINDOW; i++) {
+		seq = c->ack_low + 1 + i;
+		if (seq > c->pub_seq)
+			break;
+		if (pub_packet_id(seq) == id && (c->ack_bits >> i & 1) == 0) {
+			conn_acked(b, c, seq, i);
+			return 0;
+		}
+	}
+	b->pub.unexpected++;
+	return 0;
 }
 
 /* CONNACK: 0 connects (or waits for the identity), anything else is
@@ -716,6 +883,8 @@ conn_parse(bench *b, conn *c)
 			r = conn_on_connack(b, c, c->in, hdr, n);
 		else if ((c->in[0] >> 4) == MQTT_PUBLISH)
 			r = conn_on_publish(b, c, c->in, hdr, n);
+		else if ((c->in[0] >> 4) == MQTT_PUBACK)
+			r = conn_on_puback(b, c, c->in, hdr, n);
 		else
 			r = 0; /* PINGRESP and anything else: ignored */
 		if (r < 0)
@@ -880,6 +1049,65 @@ bench_ping(bench *b, int64_t now)
 	}
 }
 
+/* Publishes the next QoS 1 message of a held connection, unless its
+ * window or its output queue is full (counted as skipped). */
+static void
+conn_publish(bench *b, conn *c, int64_t now)
+{
+	uint8_t pkt[BENCH_OUT_MAX];
+	char payload[48];
+	uint32_t seq = c->pub_seq + 1;
+	size_t n = 0;
+
+	if (seq - c->ack_low <= BENCH_WINDOW) {
+		snprintf(payload, sizeof(payload), "%lu:%u", c->id, seq);
+		n = mqtt_publish_qos1(pkt, sizeof(pkt), c->topic,
+		                      pub_packet_id(seq), payload);
+	}
+	if (n == 0 || conn_queue(c, pkt, n) != 0) {
+		b->pub.skipped++;
+		return;
+	}
+	c->pub_seq = seq;
+	c->sent_ns[seq % BENCH_WINDOW] = now;
+	c->inflight++;
+	b->pub.pending++;
+	b->pub.published++;
+	conn_flush(b, c);
+}
+
+/* When the next publish is due. */
+static int64_t
+pub_due_ns(const bench *b)
+{
+	const bench_pub *p = &b->pub;
+	double iv = (double)b->o.publish_ms * 1e6;
+
+	return p->t0_ns + (int64_t)((double)p->round * iv +
+	                            iv * (double)p->cursor / (double)p->norder);
+}
+
+/* Makes the publishes that are due, in schedule order. A connection lost
+ * meanwhile keeps its place in the schedule, unused: no connection is
+ * opened while publishing, so its slot stays free. */
+static void
+bench_publish(bench *b, int64_t now)
+{
+	bench_pub *p = &b->pub;
+	conn *c;
+
+	while (p->active && pub_due_ns(b) <= now &&
+	       pub_due_ns(b) < p->stop_ns) {
+		c = &b->slots[p->order[p->cursor]];
+		if (c->state == CONN_HELD)
+			conn_publish(b, c, now);
+		if (++p->cursor == p->norder) {
+			p->cursor = 0;
+			p->round++;
+		}
+	}
+}
+
 /* Fails connections past their deadline (the busy list is in deadline
  * order). */
 static void
@@ -904,6 +1132,8 @@ bench_poll(bench *b, int64_t stop_ns)
 		next = b->busy.head->due_ns;
 	if (b->held.head != NULL && b->held.head->due_ns < next)
 		next = b->held.head->due_ns;
+	if (b->pub.active && pub_due_ns(b) < next)
+		next = pub_due_ns(b);
 	ms = next <= now ? 0
 	     : next - now > 1000000000LL
 	         ? 1000
@@ -921,6 +1151,7 @@ bench_poll(bench *b, int64_t stop_ns)
 	now = now_ns();
 	bench_expire(b, now);
 	bench_ping(b, now);
+	bench_publish(b, now);
 }
 
 /* Makes count connections counted in st, c at a time, and returns when
@@ -953,8 +1184,38 @@ bench_idle(bench *b, long ms)
 static void
 bench_release_held(bench *b)
 {
-	while (b->held.head != NULL)
+	while (b->held.head != NULL) {
 		conn_release(b, b->held.head, 1);
+		b->pub.released++;
+	}
+}
+
+/* --publish-ms: every held connection publishes for --duration, then the
+ * PUBACKs still due get up to BENCH_DRAIN_MS. Ends early when no
+ * connection is left. */
+static void
+bench_publish_run(bench *b)
+{
+	bench_pub *p = &b->pub;
+	int64_t drain;
+	conn *c;
+
+	if ((p->order = calloc(b->nslots, sizeof(*p->order))) == NULL)
+		die("out of memory");
+	for (c = b->held.head; c != NULL; c = c->next)
+		p->order[p->norder++] = (size_t)(c - b->slots);
+	if (p->norder == 0)
+		return;
+	p->t0_ns = now_ns();
+	p->stop_ns = p->t0_ns + (int64_t)b->o.duration_s * 1000000000;
+	p->active = 1;
+	while (now_ns() < p->stop_ns && b->held.head != NULL)
+		bench_poll(b, p->stop_ns);
+	p->active = 0;
+	p->wall_s = (double)(now_ns() - p->t0_ns) / 1e9;
+	drain = now_ns() + (int64_t)BENCH_DRAIN_MS * 1000000;
+	while (p->pending > 0 && b->held.head != NULL && now_ns() < drain)
+		bench_poll(b, drain);
 }
 
 /* ----------------------------------------------------------- TLS setup */
@@ -1225,7 +1486,10 @@ bench_run(bench *b)
 		b->rss1_kib = proc_rss_kib(pid);
 	}
 	if (b->o.hold) {
-		bench_idle(b, b->o.settle_ms);
+		if (b->o.publish_ms > 0)
+			bench_publish_run(b);
+		else
+			bench_idle(b, b->o.settle_ms);
 		b->held_sessions = b->meas.ok - b->meas.dropped;
 		if (pid > 0)
 			b->rss_held_kib = proc_rss_kib(pid);
@@ -1233,6 +1497,7 @@ bench_run(bench *b)
 		/* Let the server see the closes before it is stopped. */
 		sleep_ms(BENCH_CPU_SETTLE);
 	}
+	qsort(b->pub.ack_ms, b->pub.nack_ms, sizeof(double), dbl_cmp);
 }
 
 /* ------------------------------------------------------------- report */
@@ -1282,18 +1547,17 @@ json_pcts(const double *v, size_t n)
 }
 
 static json_t *
-json_reasons(const bench_stats *st)
+json_reasons(const bench_reasons *rs)
 {
 	json_t *o = json_object();
 	size_t i;
 
-	for (i = 0; i < st->nreasons; i++)
-		json_object_set_new(
-		    o, st->reasons[i].text,
-		    json_integer((json_int_t)st->reasons[i].count));
-	if (st->other_reasons > 0)
-		json_object_set_new(
-		    o, "(other)", json_integer((json_int_t)st->other_reasons));
+	for (i = 0; i < rs->n; i++)
+		json_object_set_new(o, rs->r[i].text,
+		                    json_integer((json_int_t)rs->r[i].count));
+	if (rs->other > 0)
+		json_object_set_new(o, "(other)",
+		                    json_integer((json_int_t)rs->other));
 	return o;
 }
 
@@ -1328,6 +1592,44 @@ json_idle(const bench *b)
 	    "dropped", (json_int_t)b->meas.dropped);
 }
 
+/* Acknowledged messages per second of publishing. */
+static double
+bench_acked_per_s(const bench *b)
+{
+	return b->pub.wall_s > 0 ? (double)b->pub.acked / b->pub.wall_s : 0;
+}
+
+/* The --publish-ms figures. */
+static json_t *
+json_publish(const bench *b)
+{
+	const bench_pub *p = &b->pub;
+	json_t *o = json_object();
+
+	json_object_set_new(o, "interval_ms", json_integer(b->o.publish_ms));
+	json_object_set_new(o, "duration_s",
+	                    json_integer((json_int_t)b->o.duration_s));
+	json_object_set_new(o, "wall_s", json_real(p->wall_s));
+	json_object_set_new(o, "connections",
+	                    json_integer((json_int_t)p->norder));
+	json_object_set_new(o, "published",
+	                    json_integer((json_int_t)p->published));
+	json_object_set_new(o, "acked", json_integer((json_int_t)p->acked));
+	json_object_set_new(
+	    o, "unacked", json_integer((json_int_t)(p->published - p->acked)));
+	json_object_set_new(o, "skipped", json_integer((json_int_t)p->skipped));
+	json_object_set_new(o, "unexpected_pubacks",
+	                    json_integer((json_int_t)p->unexpected));
+	json_object_set_new(o, "acked_per_s", json_real(bench_acked_per_s(b)));
+	json_object_set_new(o, "puback_ms", json_pcts(p->ack_ms, p->nack_ms));
+	json_object_set_new(o, "lost",
+	                    json_integer((json_int_t)b->meas.dropped));
+	json_object_set_new(o, "lost_reasons", json_reasons(&b->meas.drops));
+	json_object_set_new(o, "released",
+	                    json_integer((json_int_t)p->released));
+	return o;
+}
+
 static void
 report_json(const bench *b)
 {
@@ -1356,7 +1658,7 @@ report_json(const bench *b)
 	json_object_set_new(o, "failed", json_integer((json_int_t)m->failed));
 	json_object_set_new(o, "resumed", json_integer((json_int_t)m->resumed));
 	json_object_set_new(o, "refused_codes", json_refused(m));
-	json_object_set_new(o, "failures", json_reasons(m));
+	json_object_set_new(o, "failures", json_reasons(&m->failures));
 	json_object_set_new(o, "wall_s", json_real(b->wall_s));
 	json_object_set_new(
 	    o, "connections_per_s",
@@ -1376,6 +1678,8 @@ report_json(const bench *b)
 	                                     : json_null());
 	if (b->o.hold)
 		json_object_set_new(o, "idle_sessions", json_idle(b));
+	if (b->o.publish_ms > 0)
+		json_object_set_new(o, "publish", json_publish(b));
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
 	json_decref(o);
@@ -1391,21 +1695,46 @@ print_pcts(const char *label, const double *v, size_t n)
 }
 
 static void
-print_outcomes(const char *label, const bench_stats *st)
+print_reasons(const char *label, const bench_reasons *rs)
 {
 	size_t i;
+
+	for (i = 0; i < rs->n; i++)
+		printf("%-18s %lu x %s\n", label, rs->r[i].count,
+		       rs->r[i].text);
+	if (rs->other > 0)
+		printf("%-18s %lu x (other reasons)\n", label, rs->other);
+}
+
+static void
+print_outcomes(const char *label, const bench_stats *st)
+{
 	int rc;
 
 	for (rc = 1; rc < 256; rc++)
 		if (st->refused_rc[rc] > 0)
 			printf("%-18s %lu x CONNACK return code %d\n", label,
 			       st->refused_rc[rc], rc);
-	for (i = 0; i < st->nreasons; i++)
-		printf("%-18s %lu x %s\n", label, st->reasons[i].count,
-		       st->reasons[i].text);
-	if (st->other_reasons > 0)
-		printf("%-18s %lu x (other reasons)\n", label,
-		       st->other_reasons);
+	print_reasons(label, &st->failures);
+}
+
+/* The --publish-ms lines. */
+static void
+print_publish(const bench *b)
+{
+	const bench_pub *p = &b->pub;
+
+	printf("publish            QoS 1 every %ld ms on %zu connections, "
+	       "%.3f s\n",
+	       b->o.publish_ms, p->norder, p->wall_s);
+	printf("messages           published=%lu acked=%lu unacked=%lu "
+	       "skipped=%lu unexpected=%lu, %.1f acked/s\n",
+	       p->published, p->acked, p->published - p->acked, p->skipped,
+	       p->unexpected, bench_acked_per_s(b));
+	print_pcts("publish->PUBACK", p->ack_ms, p->nack_ms);
+	printf("held connections   lost=%lu released=%lu\n", b->meas.dropped,
+	       p->released);
+	print_reasons("lost", &b->meas.drops);
 }
 
 static void
@@ -1443,6 +1772,8 @@ report_text(const bench *b)
 			       b->rss0_kib, b->rss_held_kib, kib);
 		printf("\n");
 	}
+	if (b->o.publish_ms > 0)
+		print_publish(b);
 	print_outcomes("refused/failed", m);
 	if (b->warm.failed + b->warm.refused > 0) {
 		printf("warm-up            %lu of %lu not connected\n",
@@ -1465,6 +1796,9 @@ enum {
 	OPT_SERVER_PID,
 	OPT_HOLD,
 	OPT_SETTLE,
+	OPT_PUBLISH,
+	OPT_DURATION,
+	OPT_ACKED_FILE,
 	OPT_KEEPALIVE,
 	OPT_TIMEOUT,
 	OPT_JSON,
@@ -1486,6 +1820,9 @@ static const struct option long_opts[] = {
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"hold", no_argument, NULL, OPT_HOLD},
     {"settle-ms", required_argument, NULL, OPT_SETTLE},
+    {"publish-ms", required_argument, NULL, OPT_PUBLISH},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"acked-file", required_argument, NULL, OPT_ACKED_FILE},
     {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
@@ -1496,7 +1833,7 @@ static const struct option long_opts[] = {
 static void
 parse_opts(bench_opts *o, int argc, char **argv)
 {
-	int ch;
+	int ch, duration = 0;
 
 	o->host = "127.0.0.1";
 	o->port = "8883";
@@ -1506,6 +1843,7 @@ parse_opts(bench_opts *o, int argc, char **argv)
 	o->keepalive = 60;
 	o->timeout_ms = 10000;
 	o->settle_ms = 2000;
+	o->duration_s = 10;
 	while ((ch = getopt_long(argc, argv, "p:n:c:", long_opts, NULL)) !=
 	       -1) {
 		switch (ch) {
@@ -1560,6 +1898,18 @@ parse_opts(bench_opts *o, int argc, char **argv)
 			o->settle_ms =
 			    (long)parse_num("--settle-ms", optarg, 0, 3600000);
 			break;
+		case OPT_PUBLISH:
+			o->publish_ms =
+			    (long)parse_num("--publish-ms", optarg, 1, 3600000);
+			break;
+		case OPT_DURATION:
+			o->duration_s =
+			    parse_num("--duration", optarg, 1, 30 * 86400);
+			duration = 1;
+			break;
+		case OPT_ACKED_FILE:
+			o->acked_file = optarg;
+			break;
 		case OPT_KEEPALIVE:
 			o->keepalive = (unsigned)parse_num("--keepalive",
 			                                   optarg, 0, 65535);
@@ -1585,6 +1935,11 @@ parse_opts(bench_opts *o, int argc, char **argv)
 		die("--certs DIR is required (try --help)");
 	if ((o->ca_file == NULL) == (o->insecure == 0))
 		die("give exactly one of --ca FILE and --insecure");
+	if (o->publish_ms > 0 && (!o->hold || !o->identity))
+		die("--publish-ms needs --hold and --identity (the topic "
+		    "comes from the identity message)");
+	if (o->publish_ms == 0 && (duration || o->acked_file != NULL))
+		die("--duration and --acked-file go with --publish-ms");
 }
 
 int
@@ -1601,13 +1956,20 @@ main(int argc, char **argv)
 	bench_load_certs(b);
 	b->ctx = bench_ssl_ctx(b);
 	bench_alloc(b);
+	if (b->o.acked_file != NULL &&
+	    (b->pub.acked_out = fopen(b->o.acked_file, "w")) == NULL)
+		die("--acked-file %s: %s", b->o.acked_file, strerror(errno));
 	bench_run(b);
+	if (b->pub.acked_out != NULL &&
+	    (ferror(b->pub.acked_out) | fclose(b->pub.acked_out)) != 0)
+		die("--acked-file %s: write error", b->o.acked_file);
 	if (b->o.json)
 		report_json(b);
 	else
 		report_text(b);
 	fflush(stdout);
-	ok = b->meas.ok == b->o.n && b->meas.dropped == 0;
+	ok = b->meas.ok == b->o.n && b->meas.dropped == 0 &&
+	     b->pub.published == b->pub.acked;
 	close(b->ep);
 	SSL_CTX_free(b->ctx);
 	bench_free_certs(b);
@@ -1615,6 +1977,8 @@ main(int argc, char **argv)
 	free(b->free_slots);
 	free(b->meas.connack_ms);
 	free(b->meas.identity_ms);
+	free(b->pub.order);
+	free(b->pub.ack_ms);
 	free(b);
 	return ok ? 0 : 1;
 }
