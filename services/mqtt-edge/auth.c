@@ -38,6 +38,7 @@ struct edge_iss {
 		char account_id[EDGE_ID_MAX];
 		X509 *cert;
 		EVP_PKEY *key; /* X509_get0_pubkey(cert) */
+		uint8_t fp[EDGE_FP_LEN];
 	} ca[AUTH_MAX_CAS];
 };
 
@@ -397,10 +398,13 @@ iss_from_response(const Iotca__V1__ResolveIssuerResponse *r)
 		BIO *bio = BIO_new_mem_buf(rc->pem, -1);
 		X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL)
 		                      : NULL;
+		unsigned fplen = 0;
 
 		BIO_free(bio);
 		if (x == NULL || X509_get0_pubkey(x) == NULL ||
-		    strlen(rc->ca_id) >= EDGE_ID_MAX ||
+		    X509_digest(x, EVP_sha256(), iss->ca[iss->n].fp, &fplen) !=
+		        1 ||
+		    fplen != EDGE_FP_LEN || strlen(rc->ca_id) >= EDGE_ID_MAX ||
 		    strlen(rc->account_id) >= EDGE_ID_MAX) {
 			X509_free(x);
 			ERR_clear_error();
@@ -605,20 +609,47 @@ within_validity(X509 *x)
 	       X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
 }
 
+/*
+ * The CA of iss that signed cert: the first whose key verifies the
+ * signature. When iss still holds the CA certificate named known_fp,
+ * which verified this very certificate before, the answer is the first
+ * CA with that CA's key, found without verifying again (the outcome of a
+ * verification depends on nothing but the certificate and the key).
+ * -1: none.
+ */
+static int
+signer(const edge_iss *iss, X509 *cert, const uint8_t *known_fp)
+{
+	size_t i, j;
+
+	for (i = 0; known_fp != NULL && i < iss->n; i++) {
+		if (memcmp(iss->ca[i].fp, known_fp, EDGE_FP_LEN) != 0)
+			continue;
+		for (j = 0; j < i; j++)
+			if (EVP_PKEY_eq(iss->ca[j].key, iss->ca[i].key) == 1)
+				break;
+		ERR_clear_error();
+		return (int)j;
+	}
+	for (i = 0; i < iss->n; i++)
+		if (X509_verify(cert, iss->ca[i].key) == 1)
+			return (int)i;
+	ERR_clear_error();
+	return -1;
+}
+
 edge_verdict
-edge_auth_check(const edge_iss *iss, X509 *cert, edge_ident *id,
-                edge_reason *reason)
+edge_auth_check(const edge_iss *iss, X509 *cert, const uint8_t *known_fp,
+                edge_ident *id, edge_reason *reason, uint8_t *fp)
 {
 	EVP_PKEY *k = X509_get0_pubkey(cert);
-	size_t i;
+	int i;
 
 	*reason = EDGE_R_UNKNOWN_ISSUER;
 	if (iss->n == 0)
 		return EDGE_REFUSED;
 	*reason = EDGE_R_BAD_SIGNATURE;
-	for (i = 0; i < iss->n; i++) {
-		if (X509_verify(cert, iss->ca[i].key) != 1)
-			continue;
+	if ((i = signer(iss, cert, known_fp)) >= 0) {
 		ERR_clear_error();
 		/* signed by a registered CA: from here on a refusal can say
 		 * whose certificate it was */
@@ -637,6 +668,8 @@ edge_auth_check(const edge_iss *iss, X509 *cert, edge_ident *id,
 			*reason = EDGE_R_KEY_NOT_RSA;
 			return EDGE_REFUSED;
 		}
+		if (fp != NULL)
+			memcpy(fp, iss->ca[i].fp, EDGE_FP_LEN);
 		*reason = EDGE_R_NONE;
 		return EDGE_OK;
 	}

@@ -87,6 +87,7 @@ typedef struct edge_opts {
 	long lookup_timeout_ms;
 	long cache_ttl_s, negative_ttl_s;
 	long cache_entries;
+	long tls_sessions; /* server-side TLS session cache; 0: off */
 	long changes_poll_ms;
 	long upstream_timeout_ms;
 	const char *upstream, *downstream; /* NULL: not configured */
@@ -100,6 +101,14 @@ typedef struct edge_opts {
 iotca_err edge_tls_ctx_create(const edge_opts *o,
                               int (*verify)(X509_STORE_CTX *, void *),
                               void *arg, SSL_CTX **out, iotca_errbuf *eb);
+/* Frees the library context the server contexts are made in; call from
+ * the main thread after the last SSL_CTX (and the CA cache) is gone. */
+void edge_tls_libctx_free(void);
+/* The SSL_SESSION ex_data index under which loop.c keeps the fingerprint
+ * of the CA that verified the session's certificate (EDGE_FP_LEN bytes,
+ * malloc'd; copied with the session, freed with it). -1 before the first
+ * edge_tls_ctx_create. */
+int edge_tls_fp_index(void);
 
 /* ------------------------------------------------------------- messages */
 
@@ -194,11 +203,21 @@ edge_verdict edge_auth_issuer(edge_auth *a, const uint8_t *der, size_t len,
                               edge_loop *loop, uint64_t conn_id,
                               edge_iss **out);
 
-/* Checks cert against the CAs of iss: signature by one of them, both
+/* SHA-256 of a CA certificate: names the CA that verified a device
+ * certificate, kept with the TLS session (loop.c). */
+#define EDGE_FP_LEN 32
+
+/*
+ * Checks cert against the CAs of iss: signature by one of them, both
  * within validity, an RSA device key, a usable serial. EDGE_OK sets
- * id->account_id, ca_id and sn. */
-edge_verdict edge_auth_check(const edge_iss *iss, X509 *cert, edge_ident *id,
-                             edge_reason *reason);
+ * id->account_id, ca_id and sn, and, when fp is not NULL, fp to the CA
+ * that signed cert. known_fp (or NULL) names the CA that verified the
+ * very same cert before (a resumed session): while iss still holds that
+ * CA certificate, its signature is not verified again.
+ */
+edge_verdict edge_auth_check(const edge_iss *iss, X509 *cert,
+                             const uint8_t *known_fp, edge_ident *id,
+                             edge_reason *reason, uint8_t *fp);
 
 /*
  * The device for id (account_id, ca_id, sn). EDGE_OK: *out is the

@@ -93,6 +93,8 @@ struct edge_loop {
 	uint32_t *freelist;
 	uint32_t nfree;
 	uint32_t gen;
+	uint64_t *again; /* conn ids to read once more (loop_read_again) */
+	size_t nagain, capagain;
 	/* mailbox */
 	pthread_mutex_t mu;
 	edge_msg *mhead, *mtail;
@@ -108,7 +110,8 @@ void edge_loops_free(edge *e);
 iotca_err edge_tls_load(edge *e, SSL_CTX **out, iotca_errbuf *eb);
 
 /* session.c */
-void edge_session_tls_ready(edge_conn *c);
+/* Starts the session's device lookup; -1 if the connection was closed. */
+int edge_session_tls_ready(edge_conn *c);
 /* Feeds bytes read; -1 if the connection was closed. */
 int edge_session_input(edge_conn *c, const uint8_t *p, size_t n);
 void edge_session_msg(edge_conn *c, edge_msg *m);

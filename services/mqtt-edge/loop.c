@@ -14,7 +14,15 @@
  * verify callback pauses it (ASYNC_pause_job). The loop starts the lookup
  * from its own stack (never from the job's small one), and resumes the
  * handshake when the answer arrives. Resumed sessions skip the callback;
- * their certificate is checked the same way right after the handshake.
+ * their certificate is checked the same way right after the handshake
+ * (without verifying its signature again while the CA that verified it
+ * is unchanged: see session_mark).
+ *
+ * OpenSSL reads ahead (tls.c): one read() takes whatever the peer sent,
+ * so bytes can wait in OpenSSL's buffer where epoll does not see them.
+ * They are read when the handshake ends (conn_tls_ready), and a
+ * connection that stops reading at its budget with some left is read
+ * again after the round of events (loop_read_again).
  *
  * MQTT itself is in session.c.
  */
@@ -196,7 +204,7 @@ edge_conn_interest(edge_conn *c)
 	struct epoll_event ev = {0};
 	uint32_t want = 0;
 
-	if (!c->paused) {
+	if (!c->paused && c->state != CS_VERIFY) {
 		/* a closing connection is not read from: its errors and
 		 * hang-up are reported anyway */
 		want = c->closing ? 0 : EPOLLIN;
@@ -226,8 +234,7 @@ conn_free(edge_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	conn_slot_free(l, c);
-	epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	close(c->fd); /* also leaves the epoll set: the fd is not shared */
 	SSL_free(c->ssl);
 	ERR_clear_error();
 	edge_iss_unref(c->iss);
@@ -329,6 +336,7 @@ edge_conn_flush(edge_conn *c)
 /* ------------------------------------------------------------ handshake */
 
 static void conn_handshake(edge_conn *c);
+static void conn_read(edge_conn *c);
 
 static void
 conn_auth_failed(edge_conn *c, edge_reason r)
@@ -361,6 +369,33 @@ verify_error_code(edge_reason r)
 	}
 }
 
+/* Keeps with the TLS session which CA verified its certificate, so that
+ * a resumption need not verify the signature again (edge_auth_check). */
+static void
+session_mark(SSL *ssl, const uint8_t *fp)
+{
+	SSL_SESSION *s = SSL_get_session(ssl);
+	int idx = edge_tls_fp_index();
+	uint8_t *m;
+
+	if (s == NULL || idx < 0 || SSL_SESSION_get_ex_data(s, idx) != NULL ||
+	    (m = malloc(EDGE_FP_LEN)) == NULL)
+		return; /* a resumption then verifies again */
+	memcpy(m, fp, EDGE_FP_LEN);
+	if (SSL_SESSION_set_ex_data(s, idx, m) != 1)
+		free(m);
+}
+
+/* What session_mark kept, or NULL. */
+static const uint8_t *
+session_marked(SSL *ssl)
+{
+	SSL_SESSION *s = SSL_get_session(ssl);
+	int idx = edge_tls_fp_index();
+
+	return s != NULL && idx >= 0 ? SSL_SESSION_get_ex_data(s, idx) : NULL;
+}
+
 /*
  * OpenSSL's certificate check, replaced whole: the peer's certificate
  * must be signed by a registered, active CA with its issuer DN. Runs
@@ -376,6 +411,7 @@ edge_verify_cb(X509_STORE_CTX *xs, void *arg)
 	const unsigned char *der = NULL;
 	size_t len = 0;
 	edge_reason r = EDGE_R_BAD_CERT;
+	uint8_t fp[EDGE_FP_LEN];
 
 	(void)arg;
 	if (cert == NULL ||
@@ -397,8 +433,9 @@ edge_verify_cb(X509_STORE_CTX *xs, void *arg)
 	r = EDGE_R_LOOKUP_FAILED;
 	if (c->abort_job || c->iss_failed || c->iss == NULL)
 		goto refuse;
-	if (edge_auth_check(c->iss, cert, &c->ident, &r) != EDGE_OK)
+	if (edge_auth_check(c->iss, cert, NULL, &c->ident, &r, fp) != EDGE_OK)
 		goto refuse;
+	session_mark(ssl, fp);
 	edge_iss_unref(c->iss);
 	c->iss = NULL;
 	c->verified = 1;
@@ -443,12 +480,14 @@ conn_check_resumed(edge_conn *c)
 		if (edge_auth_issuer(c->loop->e->auth, der, len, c->loop,
 		                     c->cid, &c->iss) == EDGE_WAIT) {
 			c->state = CS_VERIFY;
+			edge_conn_interest(c); /* nothing until the answer */
 			return 0;
 		}
 	}
 	r = EDGE_R_LOOKUP_FAILED;
 	if (c->iss == NULL ||
-	    edge_auth_check(c->iss, cert, &c->ident, &r) != EDGE_OK)
+	    edge_auth_check(c->iss, cert, session_marked(c->ssl), &c->ident, &r,
+	                    NULL) != EDGE_OK)
 		goto refuse;
 	edge_iss_unref(c->iss);
 	c->iss = NULL;
@@ -462,7 +501,9 @@ refuse:
 	return -1;
 }
 
-/* The TLS handshake is done and the certificate verified. */
+/* The TLS handshake is done and the certificate verified. Reads what
+ * came behind the client's Finished (read-ahead may hold it already:
+ * epoll would not report it again). */
 static void
 conn_tls_ready(edge_conn *c)
 {
@@ -474,7 +515,10 @@ conn_tls_ready(edge_conn *c)
 	c->deadline_ms = edge_now_ms() + e->o.connect_timeout_ms;
 	c->last_rx_ms = edge_now_ms();
 	edge_conn_interest(c);
-	edge_session_tls_ready(c); /* starts the device lookup */
+	if (edge_session_tls_ready(c) != 0) /* starts the device lookup */
+		return;                     /* closed */
+	if (SSL_has_pending(c->ssl))
+		conn_read(c);
 }
 
 static void
@@ -519,6 +563,25 @@ conn_handshake(edge_conn *c)
 
 /* ------------------------------------------------------------ reading */
 
+/* Reads again, after this round of events, a connection that used its
+ * budget with bytes left in OpenSSL's read-ahead buffer (epoll does not
+ * see those). */
+static void
+loop_read_again(edge_loop *l, uint64_t cid)
+{
+	uint64_t *a;
+
+	if (l->nagain == l->capagain) {
+		size_t n = l->capagain ? 2 * l->capagain : 16;
+
+		if ((a = realloc(l->again, n * sizeof(*a))) == NULL)
+			return; /* it is read when its peer sends more */
+		l->again = a;
+		l->capagain = n;
+	}
+	l->again[l->nagain++] = cid;
+}
+
 static void
 conn_read(edge_conn *c)
 {
@@ -526,7 +589,12 @@ conn_read(edge_conn *c)
 	size_t budget = READ_BUDGET;
 	int n, err;
 
-	while (budget > 0) {
+	for (;;) {
+		if (budget == 0) {
+			if (SSL_has_pending(c->ssl))
+				loop_read_again(l, c->cid);
+			break;
+		}
 		n = SSL_read(c->ssl, l->rbuf, READ_CHUNK);
 		if (n > 0) {
 			atomic_fetch_add(&l->e->st.bytes_in, (uint64_t)n);
@@ -617,9 +685,8 @@ conn_accept_one(edge_loop *l, int fd, const struct sockaddr_storage *ss)
 	struct epoll_event ev = {0};
 	edge_conn *c = calloc(1, sizeof(*c));
 	SSL_CTX *ctx = edge_tls_ctx_get(e);
-	int one = 1;
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listener */
 	if (c == NULL || ctx == NULL || (c->ssl = SSL_new(ctx)) == NULL ||
 	    conn_slot_alloc(l, c) != 0) {
 		if (c != NULL)
@@ -781,6 +848,22 @@ loop_tick(edge_loop *l)
 
 /* ------------------------------------------------------------ the loop */
 
+/* Reads the connections put on the again list in the last round. */
+static void
+loop_again(edge_loop *l)
+{
+	size_t i, n = l->nagain;
+	edge_conn *c;
+
+	l->nagain = 0; /* conn_read may add to it again */
+	for (i = 0; i < n; i++) {
+		c = conn_find(l, l->again[i]);
+		if (c != NULL && !c->paused && !c->closing &&
+		    (c->state == CS_CONNECT || c->state == CS_SESSION))
+			conn_read(c);
+	}
+}
+
 static void
 loop_shutdown_conns(edge_loop *l)
 {
@@ -799,7 +882,9 @@ loop_main(void *arg)
 	while (!atomic_load(&l->stop)) {
 		now = edge_now_ms();
 		n = epoll_wait(l->ep, evs, LOOP_EVENTS,
-		               next_tick > now ? (int)(next_tick - now) : 0);
+		               next_tick > now && l->nagain == 0
+		                   ? (int)(next_tick - now)
+		                   : 0);
 		for (i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 
@@ -810,6 +895,7 @@ loop_main(void *arg)
 			else
 				conn_io(p, evs[i].events);
 		}
+		loop_again(l);
 		if ((now = edge_now_ms()) >= next_tick) {
 			loop_tick(l);
 			next_tick = now + LOOP_TICK_MS;
@@ -845,6 +931,8 @@ loop_listen(const char *listen_addr, int *port, int *out, iotca_errbuf *eb)
 		                        strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	/* inherited by every accepted socket: one call instead of one each */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
 	    listen(fd, 4096) != 0) {
 		int err = errno;
@@ -914,6 +1002,7 @@ loop_free(edge_loop *l)
 		close(l->ep);
 	free(l->slots);
 	free(l->freelist);
+	free(l->again);
 	free(l->rbuf);
 	pthread_mutex_destroy(&l->mu);
 	free(l);

@@ -51,6 +51,10 @@ static const iotca_config_opt opts[] = {
      "how long a negative lookup answer is kept", 0, 3600},
     {"IOTCA_EDGE_CACHE_ENTRIES", "cache-entries", IOTCA_CFG_INT, "200000",
      "device answers kept (issuer answers: 1/16 of it)", 16, 100000000},
+    {"IOTCA_EDGE_TLS_SESSIONS", "tls-sessions", IOTCA_CFG_INT, "20000",
+     "TLS sessions kept for resumption (server-side cache, about 6 KiB "
+     "each for closed connections; 0: no resumption)",
+     0, 10000000},
     {"IOTCA_EDGE_CHANGES_POLL_MS", "changes-poll-ms", IOTCA_CFG_INT, "1000",
      "how often the registry and the association service are asked what "
      "changed (revocation delay)",
@@ -288,6 +292,8 @@ opts_read(const iotca_config *cfg, edge *e)
 	    iotca_config_int(cfg, "IOTCA_EDGE_NEGATIVE_TTL_S", 5);
 	o->cache_entries =
 	    iotca_config_int(cfg, "IOTCA_EDGE_CACHE_ENTRIES", 200000);
+	o->tls_sessions =
+	    iotca_config_int(cfg, "IOTCA_EDGE_TLS_SESSIONS", 20000);
 	o->changes_poll_ms =
 	    iotca_config_int(cfg, "IOTCA_EDGE_CHANGES_POLL_MS", 1000);
 	o->upstream = iotca_config_get(cfg, "IOTCA_EDGE_UPSTREAM");
@@ -406,6 +412,7 @@ out:
 	edge_loops_free(&e);
 	edge_auth_destroy(e.auth);
 	edge_tls_swap(&e, NULL);
+	edge_tls_libctx_free();
 	iotca_config_destroy(cfg);
 	nng_fini();
 	if (rc == 0)

@@ -70,9 +70,10 @@ send_ack(edge_conn *c, iotca_mqtt_type type, uint16_t id)
 	return send_result(c, iotca_mqtt_encode_ack(&c->out, type, id));
 }
 
-static int
-send_publish(edge_conn *c, const char *topic, const uint8_t *payload,
-             size_t len, uint8_t qos, uint16_t pid)
+/* Queues a PUBLISH without writing it. */
+static iotca_err
+queue_publish(edge_conn *c, const char *topic, const uint8_t *payload,
+              size_t len, uint8_t qos, uint16_t pid)
 {
 	iotca_mqtt_publish p = {0};
 
@@ -82,7 +83,14 @@ send_publish(edge_conn *c, const char *topic, const uint8_t *payload,
 	p.topic.len = strlen(topic);
 	p.payload.data = payload;
 	p.payload.len = len;
-	return send_result(c, iotca_mqtt_encode_publish(&c->out, &p));
+	return iotca_mqtt_encode_publish(&c->out, &p);
+}
+
+static int
+send_publish(edge_conn *c, const char *topic, const uint8_t *payload,
+             size_t len, uint8_t qos, uint16_t pid)
+{
+	return send_result(c, queue_publish(c, topic, payload, len, qos, pid));
 }
 
 /* ------------------------------------------------------------ CONNECT */
@@ -121,6 +129,7 @@ accept_session(edge_conn *c)
 	edge *e = c->loop->e;
 	char json[EDGE_PK_MAX + EDGE_DN_MAX + 48];
 	uint64_t old;
+	iotca_err rc;
 	int n;
 
 	strcpy(c->ident.pk, c->dev.pk);
@@ -148,14 +157,15 @@ accept_session(edge_conn *c)
 	iotca_log_debug("EDGE-SESSION", "peer=%s pk=%s dn=%s ca_id=%s sn=%s",
 	                c->peer, c->ident.pk, c->ident.dn, c->ident.ca_id,
 	                c->ident.sn);
-	if (send_result(c, iotca_mqtt_encode_connack(
-	                       &c->out, 0, IOTCA_MQTT_CONNACK_ACCEPTED)) != 0)
-		return -1;
+	/* CONNACK and the identity go out in one TLS record and one write */
 	n = snprintf(json, sizeof(json),
 	             "{\"productKey\":\"%s\",\"deviceName\":\"%s\"}",
 	             c->ident.pk, c->ident.dn);
-	if (send_publish(c, "/ext/auth/identity/response", (uint8_t *)json,
-	                 (size_t)n, 0, 0) != 0)
+	rc = iotca_mqtt_encode_connack(&c->out, 0, IOTCA_MQTT_CONNACK_ACCEPTED);
+	if (rc == IOTCA_OK)
+		rc = queue_publish(c, "/ext/auth/identity/response",
+		                   (uint8_t *)json, (size_t)n, 0, 0);
+	if (send_result(c, rc) != 0)
 		return -1;
 	return session_replay(c);
 }
@@ -192,15 +202,16 @@ ask_device(edge_conn *c)
 	c->dev_state = v == EDGE_OK ? 2 : 1;
 }
 
-void
+int
 edge_session_tls_ready(edge_conn *c)
 {
 	if (iotca_mqtt_decoder_create(c->loop->e->o.max_packet, &c->dec) !=
 	    IOTCA_OK) {
 		edge_conn_close(c, EDGE_R_CONNECTION_LOST);
-		return;
+		return -1;
 	}
 	ask_device(c);
+	return 0;
 }
 
 static char *
@@ -628,7 +639,7 @@ edge_session_issuer_done(edge_conn *c)
 		return;
 	}
 	ok = cert != NULL &&
-	     edge_auth_check(c->iss, cert, &id, &r) == EDGE_OK &&
+	     edge_auth_check(c->iss, cert, NULL, &id, &r, NULL) == EDGE_OK &&
 	     strcmp(id.ca_id, c->ident.ca_id) == 0;
 	edge_iss_unref(c->iss);
 	c->iss = NULL;

@@ -1497,7 +1497,8 @@ bench_run(bench *b)
 		/* Let the server see the closes before it is stopped. */
 		sleep_ms(BENCH_CPU_SETTLE);
 	}
-	qsort(b->pub.ack_ms, b->pub.nack_ms, sizeof(double), dbl_cmp);
+	if (b->pub.nack_ms > 0)
+		qsort(b->pub.ack_ms, b->pub.nack_ms, sizeof(double), dbl_cmp);
 }
 
 /* ------------------------------------------------------------- report */
