@@ -1350,6 +1350,31 @@ class T11Tls(EdgeCase):
                     r = Raw(W.edge, W.draw, ctx=ctx)
                     r.close()
 
+    def test_weak_tls12_ciphers_refused(self):
+        """A TLS 1.2 client offering only suites without forward secrecy
+        or without AEAD (RSA key exchange, CBC, 3DES) is refused in the
+        handshake; the same client with an ECDHE-GCM suite gets in."""
+        for suite in ("AES128-SHA", "AES256-GCM-SHA384",
+                      "ECDHE-RSA-AES128-SHA", "DES-CBC3-SHA"):
+            with self.subTest(cipher=suite):
+                ctx = client_ctx(W.edge, W.draw)
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                try:
+                    ctx.set_ciphers(suite + ":@SECLEVEL=0")
+                except ssl.SSLError:
+                    continue  # this OpenSSL cannot even offer it
+                with self.assertRaises(CLOSED_ERRORS):
+                    r = Raw(W.edge, W.draw, ctx=ctx)
+                    r.close()
+        ctx = client_ctx(W.edge, W.draw)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+        r = Raw(W.edge, W.draw, ctx=ctx)
+        try:
+            self.assertEqual(r.s.cipher()[0], "ECDHE-RSA-AES128-GCM-SHA256")
+        finally:
+            r.close()
+
     def test_sighup_reloads_the_server_certificate(self):
         """New certificate files and SIGHUP: the next handshake presents the
         new certificate, sessions keep working, no restart."""
