@@ -7,6 +7,11 @@ upload (association.h: every row of a file in ONE etcd transaction):
     process at that point of an upload): before, nothing of the file is in
     etcd; after, all of it is, and re-sending the file is accepted as
     unchanged;
+  * SIGKILL from outside at several moments of an upload, spread over
+    its duration (while the file is parsed and checked, while the
+    transaction is on its way to etcd or being applied, after etcd
+    answered): after a restart all of the file is visible or none of it,
+    and sending it again commits it;
   * concurrent uploads of overlapping files on two replicas: an SN (and a
     device) is bound at most once, and every upload is either wholly
     committed or wholly refused.
@@ -159,6 +164,91 @@ class CrashTest(Case):
             self.assertEqual(self.stored(t), (10000, 10000))
         finally:
             fresh.close()
+
+
+    def check_all_or_nothing(self, a, t, rows):
+        """What a restarted replica shows of the file: "all" or "none",
+        asserted to be one of the two (list, etcd keys, resolve)."""
+        got = self.assoc_map(a, t)
+        stored = self.stored(t)
+        if got:
+            self.assertEqual(got, {sn: (t.pk, dn) for dn, sn in rows})
+            self.assertEqual(stored, (len(rows), len(rows)))
+            state = "all"
+        else:
+            self.assertEqual(stored, (0, 0))
+            state = "none"
+        for dn, sn in rows[:2] + rows[-2:]:
+            if state == "all":
+                r = a.resolve(t.ca_id, sn, t.account_id)
+                self.assertEqual((r.product_key, r.device_name), (t.pk, dn))
+            else:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    a.resolve(t.ca_id, sn, t.account_id)
+                self.assertEqual(cm.exception.code(), Code.NOT_FOUND)
+        return state
+
+    def test_sigkill_during_upload(self):
+        """An upload's duration D is measured on a replica of its own; then
+        for each fraction f, a fresh replica receives a 10,000-row file and
+        is SIGKILLed f*D after the call was sent. Which phase each kill
+        lands in varies with the machine's load; the assertion holds in
+        every phase."""
+        base = 0xD0000000
+
+        def rows_of(k):
+            return [("kill%d-%05d" % (k, i), "%X" % (base + k * 0x10000 + i))
+                    for i in range(10000)]
+
+        t = SUITE.tenant()
+        a = fx.Association(SUITE.reg)
+        try:
+            t0 = time.monotonic()
+            r = a.upload(t.key, t.ca_id, csv(t.pk, rows_of(0)), timeout=120)
+            duration = time.monotonic() - t0
+            self.assertTrue(r.committed, list(r.errors)[:3])
+        finally:
+            a.close()
+        seen = []
+        for k, frac in enumerate((0.05, 0.3, 0.6, 0.9, 1.2), start=1):
+            t = SUITE.tenant()
+            rows = rows_of(k)
+            data = csv(t.pk, rows)
+            a = fx.Association(SUITE.reg)
+            result = {}
+
+            def send():
+                try:
+                    result["r"] = a.upload(t.key, t.ca_id, data, timeout=120)
+                except grpc.RpcError as e:
+                    result["e"] = e.code()
+
+            th = threading.Thread(target=send)
+            th.start()
+            time.sleep(frac * duration)
+            a.svc.proc.kill()  # SIGKILL
+            a.svc.proc.wait(30)
+            th.join(60)
+            a.close(check=False)
+            # The call either finished before the kill or failed with it.
+            if "e" in result:
+                self.assertEqual(result["e"], Code.UNAVAILABLE)
+            fresh = fx.Association(SUITE.reg)
+            try:
+                state = self.check_all_or_nothing(fresh, t, rows)
+                if "r" in result:
+                    self.assertEqual(state, "all")
+                seen.append("%.2fD:%s" % (frac, state))
+                # The client could not know: it sends the file again.
+                r = fresh.upload(t.key, t.ca_id, data, timeout=120)
+                self.assertTrue(r.committed, list(r.errors)[:3])
+                self.assertEqual((r.accepted_rows, r.unchanged_rows),
+                                 (10000, 10000 if state == "all" else 0))
+                self.assertEqual(self.check_all_or_nothing(fresh, t, rows),
+                                 "all")
+            finally:
+                fresh.close()
+        sys.stderr.write("(upload %.2f s; %s) " % (duration, ", ".join(seen)))
 
 
 # -------------------------------------------------------------------- races
