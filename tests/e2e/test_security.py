@@ -12,7 +12,8 @@ descriptors) with
     the right credential: refused (INVALID_ARGUMENT, NOT_FOUND or
     RESOURCE_EXHAUSTED), never OK, never INTERNAL/UNKNOWN, and the server
     stays up.
-And another account's key sees another account's objects as NOT_FOUND."""
+And another account's key, on every tenant RPC, sees another account's
+objects as NOT_FOUND and changes none of them."""
 
 import os
 import re
@@ -168,33 +169,124 @@ class Oversize(unittest.TestCase):
 
 
 class Isolation(unittest.TestCase):
+    """Account B's key against account A's objects, on every tenant RPC
+    (the set is taken from the proto, so a new RPC without a case here
+    fails the test): what names one of A's objects answers NOT_FOUND, as
+    if it did not exist; lists show only B's own; and afterwards all of
+    A's objects are as they were."""
 
     def test_other_accounts_objects_are_not_found(self):
         s = W["suite"]
         a, b = W["a"], W["b"]
         rpb, apb = s.reg.s.registry_pb2, s.assoc.s.association_pb2
+        reg, assoc = s.reg.stub, s.assoc.stub
         md = fx.bearer(b.key)
-        cases = [
-            (s.reg.stub.GetCaCertificate,
+        dn, sn = "iso-device-a", "1A2B3C4D"
+        r = s.assoc.upload(a.key, a.ca_id,
+                           ("ProductKey,DeviceName,CertSN\n%s,%s,%s\n"
+                            % (a.pk, dn, sn)).encode())
+        self.assertTrue(r.committed, list(r.errors))
+        a_code = s.reg.regcode(a.key)
+        # A's CA certificate, with a verification certificate for B's
+        # code that B could make: signed by B's own CA key, not A's.
+        forged = s.pki.make_verification(a.ca_cert, s.reg.regcode(b.key),
+                                         signer_key=b.ca_cert.key_path,
+                                         key="ec")
+        not_found = [
+            ("Registry/GetCaCertificate", reg.GetCaCertificate,
              rpb.GetCaCertificateRequest(id=a.ca_id)),
-            (s.reg.stub.DeleteCaCertificate,
+            ("Registry/UpdateCaCertificateStatus",
+             reg.UpdateCaCertificateStatus,
+             rpb.UpdateCaCertificateStatusRequest(
+                 id=a.ca_id, status=rpb.CA_STATUS_INACTIVE)),
+            ("Registry/DeleteCaCertificate", reg.DeleteCaCertificate,
              rpb.DeleteCaCertificateRequest(id=a.ca_id)),
-            (s.assoc.stub.GetProduct,
+            ("Association/GetProduct", assoc.GetProduct,
              apb.GetProductRequest(product_key=a.pk)),
-            (s.assoc.stub.ListAssociations,
+            ("Association/UploadAssociations", assoc.UploadAssociations,
+             apb.UploadAssociationsRequest(
+                 ca_id=a.ca_id,
+                 csv=("ProductKey,DeviceName,CertSN\n%s,iso-b,99AA\n"
+                      % a.pk).encode())),
+            ("Association/ListAssociations", assoc.ListAssociations,
              apb.ListAssociationsRequest(ca_id=a.ca_id)),
+            ("Association/GetAssociation", assoc.GetAssociation,
+             apb.GetAssociationRequest(ca_id=a.ca_id, cert_sn=sn)),
+            ("Association/DeleteAssociation", assoc.DeleteAssociation,
+             apb.DeleteAssociationRequest(ca_id=a.ca_id, cert_sn=sn)),
+            ("Association/UpdateDeviceStatus", assoc.UpdateDeviceStatus,
+             apb.UpdateDeviceStatusRequest(
+                 product_key=a.pk, device_name=dn,
+                 status=apb.DEVICE_STATUS_DISABLED)),
         ]
-        for fn, req in cases:
-            with self.subTest(rpc=fn._method):
+        covered = set()
+        for name, fn, req in not_found:
+            covered.add(name)
+            with self.subTest(rpc=name):
                 with self.assertRaises(grpc.RpcError) as cm:
                     fn(req, metadata=md, timeout=10)
                 self.assertEqual(cm.exception.code(),
-                                 grpc.StatusCode.NOT_FOUND)
-        # and A still has its CA: B's delete did nothing
-        got = s.reg.stub.GetCaCertificate(
-            rpb.GetCaCertificateRequest(id=a.ca_id),
-            metadata=fx.bearer(a.key), timeout=10)
-        self.assertEqual(got.id, a.ca_id)
+                                 grpc.StatusCode.NOT_FOUND,
+                                 cm.exception.details())
+
+        # B's own CA with A's ProductKey in the file: the row is refused.
+        with self.subTest(rpc="Association/UploadAssociations",
+                          product="A's"):
+            r = s.assoc.upload(b.key, b.ca_id,
+                               ("ProductKey,DeviceName,CertSN\n"
+                                "%s,iso-b,99AB\n" % a.pk).encode())
+            self.assertFalse(r.committed)
+            self.assertEqual(r.accepted_rows, 0)
+            self.assertEqual([(e.line, e.code) for e in r.errors],
+                             [(2, apb.ROW_ERROR_CODE_PRODUCT_NOT_FOUND)])
+
+        # Lists show B's own objects only.
+        covered.add("Registry/ListCaCertificates")
+        got = reg.ListCaCertificates(rpb.ListCaCertificatesRequest(),
+                                     metadata=md, timeout=10)
+        self.assertEqual([c.id for c in got.ca_certificates], [b.ca_id])
+        covered.add("Association/ListProducts")
+        got = assoc.ListProducts(apb.ListProductsRequest(), metadata=md,
+                                 timeout=10)
+        self.assertEqual([p.product_key for p in got.products], [b.pk])
+
+        # Calls that name no object act on B's own account only.
+        covered.add("Registry/GetRegistrationCode")
+        self.assertNotEqual(s.reg.regcode(b.key), a_code)
+        covered.add("Registry/RotateRegistrationCode")
+        reg.RotateRegistrationCode(rpb.RotateRegistrationCodeRequest(),
+                                   metadata=md, timeout=10)
+        covered.add("Registry/RegisterCaCertificate")
+        with self.assertRaises(grpc.RpcError) as cm:
+            s.reg.register(b.key, "stolen", a.ca_cert, forged)
+        self.assertEqual(cm.exception.code(),  # no proof of possession
+                         grpc.StatusCode.FAILED_PRECONDITION,
+                         cm.exception.details())
+        covered.add("Association/CreateProduct")
+        mine = s.assoc.new_product(b.key)
+        with self.assertRaises(grpc.RpcError) as cm:
+            assoc.GetProduct(apb.GetProductRequest(
+                product_key=mine.product_key), metadata=a.md, timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        covered.add("Association/GetCsvTemplate")  # the same for everyone
+
+        tenant_rpcs = {n for n, c in W["callers"].items() if c == "tenant"}
+        self.assertEqual(covered, tenant_rpcs,
+                         "tenant RPCs without an isolation case")
+
+        # A's objects are as they were.
+        got = reg.GetCaCertificate(rpb.GetCaCertificateRequest(id=a.ca_id),
+                                   metadata=a.md, timeout=10)
+        self.assertEqual((got.id, got.status),
+                         (a.ca_id, rpb.CA_STATUS_ACTIVE))
+        self.assertEqual(s.reg.regcode(a.key), a_code)
+        got = assoc.GetProduct(apb.GetProductRequest(product_key=a.pk),
+                               metadata=a.md, timeout=10)
+        self.assertEqual(got.product_key, a.pk)
+        got = s.assoc.resolve(a.ca_id, sn, a.account_id)
+        self.assertEqual((got.product_key, got.device_name,
+                          got.device_status),
+                         (a.pk, dn, apb.DEVICE_STATUS_ENABLED))
 
 
 if __name__ == "__main__":
