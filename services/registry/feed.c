@@ -62,7 +62,8 @@ struct feed {
 	size_t max_entries, max_bytes;
 	feed_parse_fn parse;
 	void *arg;
-	iotca_etcd_watch *watch; /* set before the thread starts */
+	iotca_etcd_watch *watch; /* set before queries run */
+	int owns_watch;          /* feed_start's own, not a shared one */
 	pthread_t thread;
 	int thread_running;
 
@@ -346,6 +347,20 @@ feed_base(feed *f, iotca_errbuf *eb)
 	return IOTCA_OK;
 }
 
+/* Starts the feed's probe thread and logs that it is ready. */
+static iotca_err
+feed_run(feed *f, int64_t from, iotca_errbuf *eb)
+{
+	if (pthread_create(&f->thread, NULL, feed_main, f) != 0)
+		return iotca_errbuf_set(eb, IOTCA_EINTERNAL,
+		                        "change feed: cannot start a thread");
+	f->thread_running = 1;
+	iotca_log_info("CHANGE-FEED-READY",
+	               "feed=%s prefix=%s from_revision=%lld capacity=%zu",
+	               f->name, f->prefix, (long long)from, f->max_entries);
+	return IOTCA_OK;
+}
+
 iotca_err
 feed_start(iotca_etcd *etcd, const feed_opts *opts, feed **out,
            iotca_errbuf *eb)
@@ -362,19 +377,12 @@ feed_start(iotca_etcd *etcd, const feed_opts *opts, feed **out,
 	if ((rc = feed_base(f, eb)) != IOTCA_OK)
 		goto fail;
 	from = f->complete; /* the watch thread owns it from here on */
+	f->owns_watch = 1;
 	if ((rc = iotca_etcd_watch_start(etcd, f->prefix, f->prefix_len, end,
 	                                 end_len, from + 1, feed_on_event, f,
-	                                 &f->watch, eb)) != IOTCA_OK)
+	                                 &f->watch, eb)) != IOTCA_OK ||
+	    (rc = feed_run(f, from, eb)) != IOTCA_OK)
 		goto fail;
-	if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
-		rc = iotca_errbuf_set(eb, IOTCA_EINTERNAL,
-		                      "change feed: cannot start a thread");
-		goto fail;
-	}
-	f->thread_running = 1;
-	iotca_log_info("CHANGE-FEED-READY",
-	               "feed=%s prefix=%s from_revision=%lld capacity=%zu",
-	               f->name, f->prefix, (long long)from, f->max_entries);
 	*out = f;
 	return IOTCA_OK;
 fail:
@@ -382,12 +390,44 @@ fail:
 	return rc;
 }
 
+iotca_err
+feed_start_shared(iotca_etcd *etcd, const feed_opts *opts, int64_t from,
+                  feed **out, iotca_errbuf *eb)
+{
+	feed *f = NULL;
+	iotca_err rc;
+
+	if ((rc = feed_new(etcd, opts, &f, eb)) != IOTCA_OK)
+		return rc;
+	f->floor = f->complete = from;
+	if ((rc = feed_run(f, from, eb)) != IOTCA_OK) {
+		feed_stop(f);
+		return rc;
+	}
+	*out = f;
+	return IOTCA_OK;
+}
+
+void
+feed_event(const iotca_etcd_event *ev, void *f)
+{
+	feed_on_event(ev, f);
+}
+
+void
+feed_attach_watch(feed *f, iotca_etcd_watch *w)
+{
+	pthread_mutex_lock(&f->mu);
+	f->watch = w;
+	pthread_mutex_unlock(&f->mu);
+}
+
 void
 feed_stop(feed *f)
 {
 	if (f == NULL)
 		return;
-	if (f->watch != NULL)
+	if (f->watch != NULL && f->owns_watch)
 		iotca_etcd_watch_stop(f->watch); /* no callback after this */
 	if (f->thread_running) {
 		pthread_mutex_lock(&f->mu);

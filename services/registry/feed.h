@@ -61,8 +61,20 @@ typedef struct feed_opts {
 iotca_err feed_start(iotca_etcd *etcd, const feed_opts *opts, feed **out,
                      iotca_errbuf *eb);
 
-/* Stops the watch and the feed's thread and frees everything. NULL is
- * allowed. No query may run during or after it. */
+/*
+ * A feed on a watch its caller owns and shares with other consumers of
+ * the prefix: it answers for changes after `from`, the caller passes it
+ * every event of a watch of the prefix started at from + 1 (feed_event is
+ * an iotca_etcd_watch_fn), and attaches that watch, whose status the feed
+ * reports, before any query. The caller stops the watch before the feed.
+ */
+iotca_err feed_start_shared(iotca_etcd *etcd, const feed_opts *opts,
+                            int64_t from, feed **out, iotca_errbuf *eb);
+void feed_event(const iotca_etcd_event *ev, void *f);
+void feed_attach_watch(feed *f, iotca_etcd_watch *w);
+
+/* Stops the watch (its own) and the feed's thread and frees everything.
+ * NULL is allowed. No query may run during or after it. */
 void feed_stop(feed *f);
 
 /* Called for each entry of an answer, oldest first, under the feed's lock:
