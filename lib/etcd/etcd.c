@@ -769,7 +769,7 @@ etcd_prefix_walk(iotca_etcd *e, iotca_etcd_range_req *req, iotca_etcd_kv_fn fn,
 iotca_err
 iotca_etcd_range_prefix(iotca_etcd *e, const char *prefix, size_t prefix_len,
                         int64_t page_size, iotca_etcd_kv_fn fn, void *arg,
-                        iotca_errbuf *eb)
+                        int64_t *revision, iotca_errbuf *eb)
 {
 	iotca_etcd_range_req req;
 	char *end = NULL;
@@ -786,6 +786,8 @@ iotca_etcd_range_prefix(iotca_etcd *e, const char *prefix, size_t prefix_len,
 		                      "etcd range_prefix: out of memory");
 	else
 		rc = etcd_prefix_walk(e, &req, fn, arg, eb);
+	if (rc == IOTCA_OK && revision != NULL)
+		*revision = req.revision;
 	free(end);
 	return rc;
 }

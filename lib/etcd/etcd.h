@@ -96,14 +96,15 @@ void iotca_etcd_kv_free(iotca_etcd_kv *kv);
 
 /*
  * Calls fn for every key under prefix, reading page_size keys per request
- * at one revision (a consistent snapshot). fn returning non-zero stops the
- * walk (not an error).
+ * at one revision (a consistent snapshot), which *revision (may be NULL)
+ * gets: a watch from revision + 1 follows on. fn returning non-zero stops
+ * the walk (not an error).
  */
 typedef int (*iotca_etcd_kv_fn)(const iotca_etcd_kv *kv, void *arg);
 iotca_err iotca_etcd_range_prefix(iotca_etcd *e, const char *prefix,
                                   size_t prefix_len, int64_t page_size,
                                   iotca_etcd_kv_fn fn, void *arg,
-                                  iotca_errbuf *eb);
+                                  int64_t *revision, iotca_errbuf *eb);
 
 /* Writes prefix's range end (prefix with its last byte incremented) into
  * out (at least prefix_len bytes); returns its length. A prefix of all 0xff

@@ -921,7 +921,7 @@ reg_resolve_issuer(iotca_rpc_call *call, const ProtobufCMessage *req,
 	if (cache != NULL)
 		return issuer_cache_lookup(cache, call, hash, out);
 	if (iotca_etcd_range_prefix(r->etcd, prefix, strlen(prefix), 64,
-	                            ca_resolve_add, &l, &eb) != IOTCA_OK)
+	                            ca_resolve_add, &l, NULL, &eb) != IOTCA_OK)
 		return iotca_svc_etcd_fail(call, &eb, "resolving the issuer");
 	if (l.nomem)
 		return iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");

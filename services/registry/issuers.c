@@ -141,49 +141,28 @@ issuer_clear(issuer_cache *c)
 	c->count = 0;
 }
 
+static int
+issuer_load_kv(const iotca_etcd_kv *kv, void *arg)
+{
+	issuer_entry *e;
+
+	if ((e = issuer_entry_parse(kv)) != NULL)
+		issuer_put(arg, e);
+	return 0;
+}
+
 /* Reads the whole prefix at one revision into the table (replacing it);
  * *rev gets that revision. */
 static iotca_err
 issuer_load(issuer_cache *c, int64_t *rev, iotca_errbuf *eb)
 {
-	char end[64], start[512];
-	iotca_etcd_range_req req = {0};
-	iotca_etcd_range_result res;
-	issuer_entry *e;
-	size_t i, pl = strlen(ISSUERS_PREFIX);
-	int more = 1;
-	iotca_err rc = IOTCA_OK;
+	iotca_err rc;
 
-	snprintf(start, sizeof(start), "%s", ISSUERS_PREFIX);
-	req.key = start;
-	req.key_len = pl;
-	req.range_end = end;
-	req.range_end_len = iotca_etcd_prefix_end(ISSUERS_PREFIX, pl, end);
-	req.limit = ISSUER_LOAD_PAGE;
 	pthread_rwlock_wrlock(&c->lock);
 	issuer_clear(c);
-	while (more && rc == IOTCA_OK) {
-		memset(&res, 0, sizeof(res));
-		if ((rc = iotca_etcd_range(c->etcd, &req, &res, eb)) !=
-		    IOTCA_OK)
-			break;
-		req.revision = res.revision; /* every page at one revision */
-		for (i = 0; i < res.n; i++)
-			if ((e = issuer_entry_parse(&res.kvs[i])) != NULL)
-				issuer_put(c, e);
-		more = res.more && res.n > 0;
-		if (more && res.kvs[res.n - 1].key_len < sizeof(start) - 1) {
-			/* the next page starts right after the last key */
-			memcpy(start, res.kvs[res.n - 1].key,
-			       res.kvs[res.n - 1].key_len);
-			start[res.kvs[res.n - 1].key_len] = '\0';
-			req.key_len = res.kvs[res.n - 1].key_len + 1;
-		} else {
-			more = 0;
-		}
-		*rev = res.revision;
-		iotca_etcd_range_result_free(&res);
-	}
+	rc = iotca_etcd_range_prefix(c->etcd, ISSUERS_PREFIX,
+	                             strlen(ISSUERS_PREFIX), ISSUER_LOAD_PAGE,
+	                             issuer_load_kv, c, rev, eb);
 	pthread_rwlock_unlock(&c->lock);
 	return rc;
 }

@@ -280,9 +280,11 @@ test_range_prefix_1000_keys(void)
 {
 	walk_state w = {0};
 	iotca_etcd_txn *t;
+	iotca_etcd_kv kv;
 	iotca_errbuf eb;
+	int64_t snap = 0;
 	char k[32];
-	int i, j;
+	int i, j, found = 0;
 
 	REQUIRE(etcd_up());
 	for (i = 0; i < WALK_KEYS / 100; i++) {
@@ -299,28 +301,34 @@ test_range_prefix_1000_keys(void)
 	REQUIRE(put_str(g_cli, "rp0", "outside", NULL) == IOTCA_OK);
 	REQUIRE(put_str(g_cli, "ro/x", "outside", NULL) == IOTCA_OK);
 
-	CHECK_EQ_INT(
-	    iotca_etcd_range_prefix(g_cli, "rp/", 3, 100, walk_fn, &w, &eb),
-	    IOTCA_OK);
+	CHECK_EQ_INT(iotca_etcd_range_prefix(g_cli, "rp/", 3, 100, walk_fn, &w,
+	                                     &snap, &eb),
+	             IOTCA_OK);
 	CHECK_EQ_INT(w.next, WALK_KEYS); /* every key once, the late one not */
 	CHECK_EQ_INT(w.errors, 0);
 	CHECK_EQ_INT(w.added, 1);
+	/* the snapshot's revision: before the late key, after the others */
+	REQUIRE(iotca_etcd_get(g_cli, "rp/0500x", 8, &kv, &found, &eb) ==
+	        IOTCA_OK);
+	CHECK(found && kv.mod_revision == snap + 1);
+	if (found)
+		iotca_etcd_kv_free(&kv);
 
 	memset(&w, 0, sizeof(w));
 	w.added = 1;
 	w.stop_at = 250;
-	CHECK_EQ_INT(
-	    iotca_etcd_range_prefix(g_cli, "rp/", 3, 100, walk_fn, &w, &eb),
-	    IOTCA_OK);
+	CHECK_EQ_INT(iotca_etcd_range_prefix(g_cli, "rp/", 3, 100, walk_fn, &w,
+	                                     NULL, &eb),
+	             IOTCA_OK);
 	CHECK_EQ_INT(w.next, 250);
 	CHECK_EQ_INT(
-	    iotca_etcd_range_prefix(g_cli, "rp/", 3, 0, walk_fn, &w, &eb),
+	    iotca_etcd_range_prefix(g_cli, "rp/", 3, 0, walk_fn, &w, NULL, &eb),
 	    IOTCA_EINVAL);
 	/* the empty prefix walks every key */
 	w.next = 0;
-	CHECK_EQ_INT(
-	    iotca_etcd_range_prefix(g_cli, "", 0, 7, count_fn, &w.next, &eb),
-	    IOTCA_OK);
+	CHECK_EQ_INT(iotca_etcd_range_prefix(g_cli, "", 0, 7, count_fn, &w.next,
+	                                     NULL, &eb),
+	             IOTCA_OK);
 	CHECK(w.next >= WALK_KEYS + 2);
 	delete_prefix("rp");
 	delete_prefix("ro/");
