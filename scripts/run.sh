@@ -269,8 +269,8 @@ trap on_signal INT TERM HUP
 
 # ---------------------------------------------------------------------------
 # etcd. --max-txn-ops/--max-request-bytes: the association service commits a
-# whole CSV file (up to 10,000 rows: 20,000 compares, 20,000 puts, ~8 MB) in
-# ONE transaction, far over etcd's
+# whole CSV file (up to 10,000 rows: ~10,000 puts, ~2.5 MB, more when it
+# replaces bindings of deleted CAs) in ONE transaction, far over etcd's
 # defaults (128 ops, 1.5 MiB). deploy/k8s's etcd must use the same limits.
 # ---------------------------------------------------------------------------
 start etcd etcd --name iotca-dev --data-dir "$ETCD_DATA" \

@@ -9,14 +9,21 @@
  *   /iotca/product-names/<account_id>/<name>       <product_key> (text)
  *   /iotca/sn/<account_id>/<cert_sn>               the association:
  *       {"ca","sn","pk","dn","st":1|2,"t"}         (st: ENABLED/DISABLED)
- *   /iotca/devices/<account_id>/<pk>/<dn>          <cert_sn> (text)
- * The SN key makes an SN unique in its account; the device key makes a
- * device hold one SN. An upload writes both keys of every row in ONE etcd
- * transaction, guarded by "absent" compares on each: all rows or none,
- * also under concurrent uploads on several replicas and a crash at any
- * moment. A 10,000-row file is 20,000 compares and 20,000 puts (~8 MB), so
- * etcd must run with --max-txn-ops >= 20000 and --max-request-bytes >=
- * 16 MiB (scripts/run.sh and deploy/ set 24576 and 16 MiB).
+ *   /iotca/sn/<account_id>                         the account's version
+ *       key {"t"}: rewritten by every write that binds or unbinds an SN
+ * One key per association: the SN key makes an SN unique in its account.
+ * That a device holds one SN is checked against the device index
+ * (devindex.c: every binding in memory, kept by a watch of /iotca/sn/).
+ * An upload reads the version key's mod_revision V, waits until the index
+ * has every change up to V, checks every row against it, and commits
+ * every new SN key in ONE etcd transaction guarded by "the version key is
+ * still at V" (and rewrites it): all rows or none, also under concurrent
+ * writers on several replicas (a writer that came first moved V: the
+ * upload checks again) and a crash at any moment. A 10,000-row file is
+ * about 10,000 puts (~2.5 MB), so etcd must run with --max-txn-ops >=
+ * 10100 and --max-request-bytes >= 4 MiB (scripts/run.sh and deploy/ set
+ * 24576 and 16 MiB). Earlier versions also wrote /iotca/devices/<account
+ * _id>/<pk>/<dn> per association; nothing reads those any more.
  *
  * CA ownership and status come from the registry over gRPC
  * (GetCaCertificate with the caller's own API key).
@@ -33,6 +40,7 @@
 #include "iotca/v1/registry.pb-c.h"
 #include "rpc/rpc.h"
 #include "svc/svc.h"
+#include "x509/x509.h"
 
 #define ASSOC_MAX_ROWS   10000
 #define ASSOC_CSV_MAX    (4u << 20)
@@ -43,15 +51,16 @@
 #define ASSOC_PRODUCT_KEYS_PREFIX  "/iotca/product-keys/"
 #define ASSOC_PRODUCT_NAMES_PREFIX "/iotca/product-names/"
 #define ASSOC_SN_PREFIX            "/iotca/sn/"
-#define ASSOC_DEVICES_PREFIX       "/iotca/devices/"
+#define ASSOC_DN_MAX               32
 
-typedef struct dev_cache dev_cache;
+typedef struct dev_index dev_index;
 
 typedef struct assoc_svc {
 	iotca_etcd *etcd;
-	/* Set once by main when the watch is up; NULL until then, and
-	 * ResolveDevice reads etcd on every call. */
-	dev_cache *_Atomic devices;
+	/* Set once by main when the device index is loaded; NULL until
+	 * then: uploads and UpdateDeviceStatus wait for it, ResolveDevice
+	 * reads etcd. */
+	dev_index *_Atomic index;
 	/* Set once by main when the device change feed runs; NULL until
 	 * then, and ListDeviceChanges answers UNAVAILABLE. */
 	feed *_Atomic changes;
@@ -94,24 +103,74 @@ iotca_err assoc_resolve_device(iotca_rpc_call *, const ProtobufCMessage *,
                                ProtobufCMessage *, void *);
 
 /* devchanges.c: ListDeviceChanges, from a change feed of /iotca/sn/ */
-iotca_err dev_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb);
+void dev_changes_opts(feed_opts *o);
 iotca_err assoc_list_device_changes(iotca_rpc_call *, const ProtobufCMessage *,
                                     ProtobufCMessage *, void *);
 
-/* devcache.c: ResolveDevice's cache of association records */
-typedef struct dev_record {
+/* The record of the watch event being delivered, parsed once by the
+ * device index for itself and for the feed's parse (feed_opts.arg). */
+typedef struct dev_parsed {
+	const iotca_etcd_event *ev;
+	json_t *j; /* NULL: the value is not JSON */
+} dev_parsed;
+
+/* devindex.c: every binding in memory, by SN and by device */
+typedef struct dev_binding {
 	char ca[IOTCA_ID_MAX + 1];
+	char sn[IOTCA_X509_SN_HEX_MAX];
 	char pk[ASSOC_PK_LEN + 1];
-	char dn[33];
-	int st;
-} dev_record;
-iotca_err dev_cache_start(iotca_etcd *etcd, size_t cap, dev_cache **out,
+	char dn[ASSOC_DN_MAX + 1];
+	int st;      /* Iotca__V1__DeviceStatus */
+	int64_t rev; /* the SN key's mod_revision */
+} dev_binding;
+/* Loads the index at a revision R and starts ListDeviceChanges' feed
+ * (*changes_out, opts from dev_changes_opts) at R on the same watch of
+ * /iotca/sn/ (one stream, not two, for every upload's events). Stop the
+ * index before the feed. */
+iotca_err dev_index_start(iotca_etcd *etcd, const feed_opts *changes,
+                          feed **changes_out, dev_index **out,
                           iotca_errbuf *eb);
-void dev_cache_stop(dev_cache *c);
-/* 1 and *out filled when key's record is cached, else 0. */
-int dev_cache_get(dev_cache *c, const char *key, dev_record *out);
-/* Stores a record read from etcd, unless something newer is known. */
-void dev_cache_put(dev_cache *c, const iotca_etcd_kv *kv);
+void dev_index_stop(dev_index *ix);
+/* Waits until every change of acc's associations up to rev is in the
+ * index: IOTCA_OK, or IOTCA_ETIMEDOUT after timeout_ms. */
+iotca_err dev_index_wait(dev_index *ix, const char *acc, int64_t rev,
+                         long timeout_ms);
+/*
+ * This replica's own commit at revision rev, into the index at once:
+ * begin returns 1 (and holds the lock) unless the watch has already
+ * applied a change of rev or later (then it has this commit's changes
+ * and must not be overwritten with older ones: returns 0, no lock). Then
+ * every binding the commit wrote or deleted, and end records that acc is
+ * current up to rev (and unlocks). Only valid for a commit guarded by
+ * acc's version key V with the index current for acc up to V: nothing
+ * else changed acc's associations between V and rev.
+ */
+int dev_index_wt_begin(dev_index *ix, int64_t rev);
+void dev_index_wt_put(dev_index *ix, const char *acc, const char *sn,
+                      const char *ca, const char *pk, const char *dn, int st,
+                      int64_t rev);
+void dev_index_wt_delete(dev_index *ix, const char *acc, const char *sn,
+                         int64_t rev);
+void dev_index_wt_end(dev_index *ix, const char *acc, int64_t rev);
+/* The lookups run between lock and unlock and copy the binding out. */
+void dev_index_lock(dev_index *ix);
+void dev_index_unlock(dev_index *ix);
+int dev_index_by_sn(dev_index *ix, const char *acc, const char *sn,
+                    dev_binding *out);
+int dev_index_by_device(dev_index *ix, const char *acc, const char *pk,
+                        const char *dn, dev_binding *out);
+/* ResolveDevice's lookup (takes the lock): 0 when the index does not
+ * know the SN or is (re)loading; then ask etcd. */
+int dev_index_resolve(dev_index *ix, const char *acc, const char *sn,
+                      dev_binding *out);
+
+/* The account's version key (above) and its mod_revision in *rev (0 when
+ * absent); then waits until the index holds every change up to it. Sets
+ * the call's status on failure. */
+iotca_err assoc_index_sync(assoc_svc *a, iotca_rpc_call *call, const char *acc,
+                           dev_index **ix, int64_t *rev);
+/* Adds "the version key is still at rev" and its rewrite to t. */
+void assoc_version_guard(iotca_etcd_txn *t, const char *acc, int64_t rev);
 
 /* Checks with the registry that ca_id is the caller's CA; *active says
  * whether it is ACTIVE. Sets the call's status on failure (NOT_FOUND for

@@ -11,8 +11,8 @@
  * reported with empty fields and status UNSPECIFIED: the edge treats the
  * binding as gone and asks again.
  *
- * The feed has its own watch, so it works whether ResolveDevice's cache
- * runs or not.
+ * The feed shares the device index's watch of /iotca/sn/ (devindex.c):
+ * one stream of every upload's events, not two.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,15 +39,20 @@ typedef struct dev_change_fields {
 	Iotca__V1__DeviceStatus status;
 } dev_change_fields;
 
-/* Reads an SN record into f (strings owned by *j, to json_decref). */
+/* Reads an SN record into f (strings owned by *j, to json_decref); the
+ * record the device index parsed already when it is that one. */
 static void
-dev_change_read(const iotca_etcd_kv *kv, json_t **j, dev_change_fields *f)
+dev_change_read(const iotca_etcd_kv *kv, const dev_parsed *p, json_t **j,
+                dev_change_fields *f)
 {
 	int64_t st;
 
 	f->ca = f->pk = f->dn = "";
 	f->status = IOTCA__V1__DEVICE_STATUS__DEVICE_STATUS_UNSPECIFIED;
-	*j = json_loadb(kv->value, kv->value_len, 0, NULL);
+	if (p != NULL && p->ev != NULL && kv == &p->ev->kv)
+		*j = json_incref(p->j);
+	else
+		*j = json_loadb(kv->value, kv->value_len, 0, NULL);
 	if (!json_is_object(*j))
 		return;
 	f->ca = iotca_svc_json_str(*j, "ca");
@@ -94,7 +99,8 @@ dev_change_new(const char *acc, size_t acc_len, const char *sn, size_t sn_len,
 	return c;
 }
 
-/* feed_parse_fn: name is "<account_id>/<cert_sn>". */
+/* feed_parse_fn: name is "<account_id>/<cert_sn>"; arg the device index's
+ * dev_parsed (or NULL). */
 static iotca_err
 dev_change_parse(const iotca_etcd_event *ev, const char *name, size_t name_len,
                  void **data, size_t *size, void *arg)
@@ -104,7 +110,6 @@ dev_change_parse(const iotca_etcd_event *ev, const char *name, size_t name_len,
 	size_t acc_len, sn_len;
 	json_t *j = NULL;
 
-	(void)arg;
 	if (slash == NULL)
 		return IOTCA_OK; /* not an SN binding */
 	acc_len = (size_t)(slash - name);
@@ -112,9 +117,9 @@ dev_change_parse(const iotca_etcd_event *ev, const char *name, size_t name_len,
 	if (acc_len == 0 || sn_len == 0 || memchr(slash + 1, '/', sn_len))
 		return IOTCA_OK;
 	if (ev->type == IOTCA_ETCD_EVENT_PUT) {
-		dev_change_read(&ev->kv, &j, &f);
+		dev_change_read(&ev->kv, arg, &j, &f);
 	} else if (ev->has_prev) {
-		dev_change_read(&ev->prev_kv, &j, &f);
+		dev_change_read(&ev->prev_kv, arg, &j, &f);
 		f.status = IOTCA__V1__DEVICE_STATUS__DEVICE_STATUS_UNSPECIFIED;
 	}
 	*data = dev_change_new(name, acc_len, slash + 1, sn_len, &f, size);
@@ -122,18 +127,15 @@ dev_change_parse(const iotca_etcd_event *ev, const char *name, size_t name_len,
 	return *data != NULL ? IOTCA_OK : IOTCA_ENOMEM;
 }
 
-iotca_err
-dev_changes_start(iotca_etcd *etcd, feed **out, iotca_errbuf *eb)
+void
+dev_changes_opts(feed_opts *o)
 {
-	feed_opts o = {
-	    .name = "device-changes",
-	    .prefix = ASSOC_SN_PREFIX,
-	    .max_entries = DEV_CHANGES_KEEP,
-	    .max_bytes = DEV_CHANGES_BYTES,
-	    .parse = dev_change_parse,
-	};
-
-	return feed_start(etcd, &o, out, eb);
+	memset(o, 0, sizeof(*o));
+	o->name = "device-changes";
+	o->prefix = ASSOC_SN_PREFIX;
+	o->max_entries = DEV_CHANGES_KEEP;
+	o->max_bytes = DEV_CHANGES_BYTES;
+	o->parse = dev_change_parse;
 }
 
 typedef struct dev_changes_out {

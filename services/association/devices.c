@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "association.h"
 #include "log/log.h"
@@ -52,6 +53,76 @@ assoc_ca_check(assoc_svc *a, iotca_rpc_call *call, const char *ca_id,
 	*active = ca->status == IOTCA__V1__CA_STATUS__CA_STATUS_ACTIVE;
 	protobuf_c_message_free_unpacked(&ca->base, NULL);
 	return IOTCA_OK;
+}
+
+#define INDEX_WAIT_MS 10000 /* for the index to load or catch up */
+
+static long
+index_wait_ms(iotca_rpc_call *call)
+{
+	long left = iotca_rpc_call_remaining_ms(call);
+
+	return left < 0 || left > INDEX_WAIT_MS ? INDEX_WAIT_MS : left;
+}
+
+iotca_err
+assoc_index_sync(assoc_svc *a, iotca_rpc_call *call, const char *acc,
+                 dev_index **ix, int64_t *rev)
+{
+	char key[128];
+	iotca_etcd_kv kv;
+	iotca_errbuf eb;
+	long waited = 0;
+	int found = 0;
+
+	/* main loads the index as soon as etcd answers */
+	while ((*ix = atomic_load(&a->index)) == NULL) {
+		if (waited >= index_wait_ms(call))
+			return iotca_rpc_call_fail(
+			    call, IOTCA_EUNAVAIL,
+			    "this replica is still loading its index of "
+			    "associations from etcd; retry in a few seconds");
+		usleep(50 * 1000);
+		waited += 50;
+	}
+	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s", acc);
+	if (iotca_etcd_get(a->etcd, key, strlen(key), &kv, &found, &eb) !=
+	    IOTCA_OK)
+		return iotca_svc_etcd_fail(call, &eb,
+		                           "reading the account's version");
+	*rev = found ? kv.mod_revision : 0;
+	if (found)
+		iotca_etcd_kv_free(&kv);
+	if (dev_index_wait(*ix, acc, *rev, index_wait_ms(call)) != IOTCA_OK)
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EUNAVAIL,
+		    "this replica's index of associations is behind etcd "
+		    "(its watch is reconnecting); retry in a few seconds");
+	return IOTCA_OK;
+}
+
+/* Rewrites the account's version key (association.h). */
+static void
+assoc_version_bump(iotca_etcd_txn *t, const char *acc)
+{
+	char key[128], val[48];
+
+	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s", acc);
+	snprintf(val, sizeof(val), "{\"t\":%lld}", (long long)time(NULL));
+	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, key, strlen(key), val,
+	                   strlen(val), 0);
+}
+
+void
+assoc_version_guard(iotca_etcd_txn *t, const char *acc, int64_t rev)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s", acc);
+	iotca_etcd_txn_cmp_num(t, key, strlen(key),
+	                       rev ? IOTCA_ETCD_CMP_MOD : IOTCA_ETCD_CMP_CREATE,
+	                       IOTCA_ETCD_EQUAL, rev);
+	assoc_version_bump(t, acc);
 }
 
 /* Fills a DeviceAssociation from an SN record. */
@@ -137,7 +208,7 @@ assoc_delete(iotca_rpc_call *call, const ProtobufCMessage *req,
 {
 	const Iotca__V1__DeleteAssociationRequest *in = (const void *)req;
 	assoc_svc *a = arg;
-	char sn[IOTCA_X509_SN_HEX_MAX], sk[256], dk[256];
+	char sn[IOTCA_X509_SN_HEX_MAX], sk[256];
 	iotca_etcd_txn_result res = {0};
 	iotca_etcd_txn *t = NULL;
 	iotca_principal who;
@@ -157,9 +228,6 @@ assoc_delete(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                     &j, &rev, sn)) != IOTCA_OK)
 		return rc;
 	snprintf(sk, sizeof(sk), ASSOC_SN_PREFIX "%s/%s", who.account_id, sn);
-	snprintf(dk, sizeof(dk), ASSOC_DEVICES_PREFIX "%s/%s/%s",
-	         who.account_id, iotca_svc_json_str(j, "pk"),
-	         iotca_svc_json_str(j, "dn"));
 	if (iotca_etcd_txn_create(&t) != IOTCA_OK) {
 		rc = iotca_rpc_call_fail(call, IOTCA_ENOMEM, "out of memory");
 		goto out;
@@ -167,7 +235,7 @@ assoc_delete(iotca_rpc_call *call, const ProtobufCMessage *req,
 	iotca_etcd_txn_cmp_num(t, sk, strlen(sk), IOTCA_ETCD_CMP_MOD,
 	                       IOTCA_ETCD_EQUAL, rev);
 	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, sk, strlen(sk), NULL, 0);
-	iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, dk, strlen(dk), NULL, 0);
+	assoc_version_bump(t, who.account_id); /* uploads check again */
 	if (iotca_etcd_txn_commit(a->etcd, t, &res, &eb) != IOTCA_OK)
 		rc = iotca_svc_etcd_fail(call, &eb, "deleting the association");
 	else if (!res.succeeded)
@@ -281,29 +349,37 @@ assoc_status_write(assoc_svc *a, iotca_rpc_call *call, const char *key,
 	return rc;
 }
 
-/* Reads the device's SN record: the device key names the SN. */
+/* Reads the device's SN record: the device index names the SN. */
 static iotca_err
 assoc_device_read(assoc_svc *a, iotca_rpc_call *call, const char *acc,
                   const char *pk, const char *dn, char *sn_key, size_t n,
                   json_t **out, int64_t *rev)
 {
-	char dk[256];
-	iotca_etcd_kv kv;
-	iotca_errbuf eb;
-	int found = 0;
+	dev_index *ix;
+	dev_binding b;
+	int64_t version;
+	int found;
+	iotca_err rc;
 
 	*out = NULL;
-	snprintf(dk, sizeof(dk), ASSOC_DEVICES_PREFIX "%s/%s/%s", acc, pk, dn);
-	if (iotca_etcd_get(a->etcd, dk, strlen(dk), &kv, &found, &eb) !=
-	    IOTCA_OK)
-		return iotca_svc_etcd_fail(call, &eb, "reading the device");
+	if ((rc = assoc_index_sync(a, call, acc, &ix, &version)) != IOTCA_OK)
+		return rc;
+	dev_index_lock(ix);
+	found = dev_index_by_device(ix, acc, pk, dn, &b);
+	dev_index_unlock(ix);
 	if (found) {
-		snprintf(sn_key, n, ASSOC_SN_PREFIX "%s/%.*s", acc,
-		         (int)kv.value_len, kv.value);
-		iotca_etcd_kv_free(&kv);
+		snprintf(sn_key, n, ASSOC_SN_PREFIX "%s/%s", acc, b.sn);
 		if (iotca_svc_get_json(a->etcd, call, sn_key, out, &found,
 		                       rev) != IOTCA_OK)
 			return IOTCA_EUNAVAIL;
+		/* the SN was rebound since the index saw it */
+		if (found &&
+		    (strcmp(iotca_svc_json_str(*out, "pk"), pk) != 0 ||
+		     strcmp(iotca_svc_json_str(*out, "dn"), dn) != 0)) {
+			json_decref(*out);
+			*out = NULL;
+			found = 0;
+		}
 	}
 	if (!found)
 		return iotca_rpc_call_fail(
@@ -382,33 +458,34 @@ assoc_update_device_status(iotca_rpc_call *call, const ProtobufCMessage *req,
 	return IOTCA_OK;
 }
 
-/* The association of key from the cache, or from etcd (then cached).
- * *deferred 1: a miss on the completion-queue thread; the handler runs
- * again on a worker and must return at once. */
+/* The association of (acc, sn) from the device index, or from etcd when
+ * the index does not know it (yet). *deferred 1: an etcd read is needed
+ * on the completion-queue thread; the handler runs again on a worker and
+ * must return at once. */
 static iotca_err
-assoc_resolve_read(assoc_svc *a, iotca_rpc_call *call, const char *key,
-                   dev_record *rec, int *found, int *deferred)
+assoc_resolve_read(assoc_svc *a, iotca_rpc_call *call, const char *acc,
+                   const char *sn, dev_binding *rec, int *found, int *deferred)
 {
-	dev_cache *cache = atomic_load(&a->devices);
+	dev_index *ix = atomic_load(&a->index);
+	char key[256];
 	iotca_etcd_kv kv;
 	iotca_errbuf eb;
 	json_t *j;
 
 	*found = 0;
-	if (cache != NULL && dev_cache_get(cache, key, rec)) {
+	if (ix != NULL && dev_index_resolve(ix, acc, sn, rec)) {
 		*found = 1;
 		return IOTCA_OK;
 	}
 	if ((*deferred = iotca_rpc_call_defer(call)) != 0)
 		return IOTCA_OK;
+	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s/%s", acc, sn);
 	if (iotca_etcd_get(a->etcd, key, strlen(key), &kv, found, &eb) !=
 	    IOTCA_OK)
 		return iotca_svc_etcd_fail(call, &eb,
 		                           "reading the association");
 	if (!*found)
 		return IOTCA_OK;
-	if (cache != NULL)
-		dev_cache_put(cache, &kv);
 	j = json_loadb(kv.value, kv.value_len, 0, NULL);
 	iotca_etcd_kv_free(&kv);
 	if (j == NULL)
@@ -430,11 +507,11 @@ assoc_resolve_device(iotca_rpc_call *call, const ProtobufCMessage *req,
 	const Iotca__V1__ResolveDeviceRequest *in = (const void *)req;
 	Iotca__V1__ResolveDeviceResponse *out = (void *)resp;
 	iotca_arena *ar = iotca_rpc_call_arena(call);
-	char sn[IOTCA_X509_SN_HEX_MAX], key[256];
+	char sn[IOTCA_X509_SN_HEX_MAX];
 	assoc_svc *a = arg;
 	iotca_principal who;
 	iotca_errbuf eb;
-	dev_record rec;
+	dev_binding rec;
 	int found, deferred = 0;
 	iotca_err rc;
 
@@ -452,9 +529,8 @@ assoc_resolve_device(iotca_rpc_call *call, const ProtobufCMessage *req,
 	                            &eb) != IOTCA_OK)
 		return iotca_rpc_call_fail(call, IOTCA_EINVAL, "cert_sn: %s",
 		                           iotca_errbuf_msg(&eb));
-	snprintf(key, sizeof(key), ASSOC_SN_PREFIX "%s/%s", in->account_id, sn);
-	if ((rc = assoc_resolve_read(a, call, key, &rec, &found, &deferred)) !=
-	        IOTCA_OK ||
+	if ((rc = assoc_resolve_read(a, call, in->account_id, sn, &rec, &found,
+	                             &deferred)) != IOTCA_OK ||
 	    deferred)
 		return rc;
 	if (!found || strcmp(rec.ca, in->ca_id) != 0)

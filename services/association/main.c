@@ -15,9 +15,6 @@ static const iotca_config_opt opts[] = {
      "the registry, asked about CA certificates (TLS with "
      "IOTCA_GRPC_TLS_CA)",
      0, 0},
-    {"IOTCA_ASSOC_CACHE_ENTRIES", "cache-entries", IOTCA_CFG_INT, "200000",
-     "associations ResolveDevice keeps in memory (watched; 0: none)", 0,
-     100000000},
     IOTCA_CONFIG_OPT_LOG_LEVEL,
 };
 
@@ -56,51 +53,38 @@ server_open(const iotca_config *cfg, iotca_svc_base *b, assoc_svc *a,
 	return iotca_rpc_server_start(b->srv, NULL, eb);
 }
 
-/* Starts ResolveDevice's cache once etcd can be watched. */
+/* Loads the device index (uploads, UpdateDeviceStatus and ResolveDevice
+ * use it) and starts ListDeviceChanges' feed on its watch, once etcd
+ * answers. */
 static void
-cache_try_start(assoc_main *m)
+index_try_start(assoc_main *m)
 {
-	long cap =
-	    iotca_config_int(m->cfg, "IOTCA_ASSOC_CACHE_ENTRIES", 200000);
-	dev_cache *c = NULL;
-	iotca_errbuf eb;
-
-	if (cap == 0 || atomic_load(&m->a.devices) != NULL)
-		return;
-	if (dev_cache_start(m->a.etcd, (size_t)cap, &c, &eb) != IOTCA_OK) {
-		iotca_log_warn("DEVICE-CACHE-UNAVAILABLE",
-		               "msg=\"%s\" fallback=etcd",
-		               iotca_errbuf_msg(&eb));
-		return;
-	}
-	atomic_store(&m->a.devices, c);
-}
-
-/* Starts ListDeviceChanges' feed once etcd can be watched, whether the
- * cache runs or not. */
-static void
-changes_try_start(assoc_main *m)
-{
-	iotca_errbuf eb;
+	dev_index *ix = NULL;
+	feed_opts fo;
 	feed *f = NULL;
+	iotca_errbuf eb;
 
-	if (atomic_load(&m->a.changes) != NULL)
+	if (atomic_load(&m->a.index) != NULL)
 		return;
-	if (dev_changes_start(m->a.etcd, &f, &eb) != IOTCA_OK) {
-		iotca_log_warn("DEVICE-CHANGES-UNAVAILABLE",
-		               "msg=\"%s\" action=retry",
-		               iotca_errbuf_msg(&eb));
+	dev_changes_opts(&fo);
+	if (dev_index_start(m->a.etcd, &fo, &f, &ix, &eb) != IOTCA_OK) {
+		iotca_log_warn(
+		    "DEVICE-INDEX-UNAVAILABLE",
+		    "msg=\"%s\" action=retry effect=\"uploads, "
+		    "UpdateDeviceStatus and ListDeviceChanges answer "
+		    "UNAVAILABLE\"",
+		    iotca_errbuf_msg(&eb));
 		return;
 	}
 	atomic_store(&m->a.changes, f);
+	atomic_store(&m->a.index, ix);
 }
 
 /* Runs on the main thread every few seconds while etcd answers. */
 static void
 etcd_reachable(void *arg)
 {
-	cache_try_start(arg);
-	changes_try_start(arg);
+	index_try_start(arg);
 }
 
 int
@@ -139,7 +123,7 @@ fail:
 out:
 	iotca_rpc_server_destroy(b.srv); /* no call runs after this */
 	b.srv = NULL;
-	dev_cache_stop(atomic_load(&m.a.devices));
+	dev_index_stop(atomic_load(&m.a.index));
 	feed_stop(atomic_load(&m.a.changes));
 	iotca_rpc_client_destroy(m.a.registry);
 	iotca_svc_base_close(&b);

@@ -25,7 +25,8 @@ static const assoc_method assoc_methods[] = {
     {"GetAssociation", assoc_get, OTHER_MAX_REQUEST, 0},
     {"DeleteAssociation", assoc_delete, OTHER_MAX_REQUEST, 0},
     {"UpdateDeviceStatus", assoc_update_device_status, OTHER_MAX_REQUEST, 0},
-    /* Inline: answered from the cache, deferred to a worker on a miss. */
+    /* Inline: answered from the device index, deferred to a worker (an
+     * etcd read) on a miss. */
     {"ResolveDevice", assoc_resolve_device, OTHER_MAX_REQUEST,
      IOTCA_RPC_INLINE},
     /* Inline: answered from memory under a mutex, never blocks. */

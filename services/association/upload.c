@@ -21,6 +21,7 @@
 #define NCOLS         3
 #define FIELD_MAX     256
 #define SET_BITS      15 /* open-addressing set of 32768 slots > 10,000 rows */
+#define UP_ATTEMPTS   5  /* checks and commits before ABORTED */
 
 static const char *const col_names[NCOLS] = {"ProductKey", "DeviceName",
                                              "CertSN"};
@@ -47,19 +48,17 @@ assoc_get_template(iotca_rpc_call *call, const ProtobufCMessage *req,
 /*
  * One data row that passed the per-row checks, and what the commit does
  * with it. A binding whose CA certificate was deleted in the registry is
- * stale: the commit replaces it (guarded by its revision) and deletes the
- * other half of the old binding.
+ * stale: the commit replaces it, or deletes it when it held the row's
+ * device under another SN (each guarded by the record's revision).
  */
 typedef struct up_row {
 	uint32_t line;
 	char sn[IOTCA_X509_SN_HEX_MAX];
-	char dn[33];
-	int unchanged;   /* the same binding exists: nothing to write */
-	int64_t sn_rev;  /* 0: SN key absent; else the stale record's */
-	int64_t dev_rev; /* 0: device key absent; else the stale key's */
-	char old_dn[33]; /* device of a stale SN record ("" none) */
-	char old_pk[64];
-	char old_sn[IOTCA_X509_SN_HEX_MAX]; /* SN of a stale device key */
+	char dn[ASSOC_DN_MAX + 1];
+	int unchanged;  /* the same binding exists: nothing to write */
+	int64_t sn_rev; /* 0: SN key absent; else the stale record's */
+	char old_sn[IOTCA_X509_SN_HEX_MAX]; /* the device's stale binding */
+	int64_t old_sn_rev;
 } up_row;
 
 /* Everything one upload works with. */
@@ -591,12 +590,6 @@ up_sn_key(const upload *u, const char *sn, char *out, size_t n)
 	snprintf(out, n, ASSOC_SN_PREFIX "%s/%s", u->acc, sn);
 }
 
-static void
-up_dev_key(const upload *u, const char *pk, const char *dn, char *out, size_t n)
-{
-	snprintf(out, n, ASSOC_DEVICES_PREFIX "%s/%s/%s", u->acc, pk, dn);
-}
-
 /* Whether a CA id no longer exists in the registry (cached per upload:
  * an account has at most a few CAs). */
 typedef struct up_ca_cache {
@@ -626,218 +619,120 @@ up_ca_gone(upload *u, up_ca_cache *cc, const char *ca)
 	return rc == IOTCA_ENOENT;
 }
 
-/* Reads both keys of every row in one read-only transaction. */
-static iotca_err
-up_read_existing(upload *u, iotca_etcd_txn_result *res)
+/* What the index holds of one row: its SN's binding, its device's. */
+typedef struct up_hit {
+	dev_binding by_sn, by_dev;
+	int has_sn, has_dev;
+} up_hit;
+
+/* Decides row r against what is bound: unchanged, new, stale, or an
+ * error (CERT_SN_ALREADY_BOUND, DEVICE_ALREADY_BOUND). -1: the registry
+ * did not answer (the call's status is set). */
+static int
+up_check_row(upload *u, up_ca_cache *cc, up_row *r, const up_hit *h)
 {
-	char key[600];
-	iotca_etcd_txn *t;
-	iotca_errbuf eb;
+	const dev_binding *b = &h->by_sn;
+	int gone;
+
+	r->unchanged = 0;
+	r->sn_rev = r->old_sn_rev = 0;
+	r->old_sn[0] = '\0';
+	if (h->has_sn) {
+		if (strcmp(b->ca, u->ca_id) == 0 && strcmp(b->pk, u->pk) == 0 &&
+		    strcmp(b->dn, r->dn) == 0) {
+			r->unchanged = 1;
+			return 0;
+		}
+		if ((gone = up_ca_gone(u, cc, b->ca)) < 0)
+			return -1;
+		if (!gone) {
+			up_error(
+			    u, r->line, COL_SN,
+			    IOTCA__V1__ROW_ERROR_CODE__ROW_ERROR_CODE_CERT_SN_ALREADY_BOUND,
+			    r->sn,
+			    "CertSN %s is already associated with device "
+			    "%.40s/%.32s (CA %.64s); an SN is unique in the "
+			    "account",
+			    r->sn, b->pk, b->dn, b->ca);
+			return 0;
+		}
+		r->sn_rev = b->rev; /* replaced by this row */
+	}
+	b = &h->by_dev;
+	if (!h->has_dev || strcmp(b->sn, r->sn) == 0)
+		return 0;
+	if ((gone = up_ca_gone(u, cc, b->ca)) < 0)
+		return -1;
+	if (!gone) {
+		up_error(
+		    u, r->line, COL_DN,
+		    IOTCA__V1__ROW_ERROR_CODE__ROW_ERROR_CODE_DEVICE_ALREADY_BOUND,
+		    r->dn,
+		    "device %.40s/%s already has CertSN %s; delete "
+		    "that association first",
+		    u->pk, r->dn, b->sn);
+		return 0;
+	}
+	snprintf(r->old_sn, sizeof(r->old_sn), "%s", b->sn);
+	r->old_sn_rev = b->rev;
+	return 0;
+}
+
+/* Checks every row against the device index, which holds every change
+ * up to the account's version the caller read. */
+static iotca_err
+up_check_existing(upload *u, dev_index *ix)
+{
+	up_hit *hits = calloc(u->nrows + 1, sizeof(*hits));
+	up_ca_cache cc = {.n = 0};
 	size_t i;
 	iotca_err rc = IOTCA_OK;
 
-	if (iotca_etcd_txn_create(&t) != IOTCA_OK)
+	if (hits == NULL)
 		return iotca_rpc_call_fail(u->call, IOTCA_ENOMEM,
 		                           "out of memory");
+	dev_index_lock(ix);
 	for (i = 0; i < u->nrows; i++) {
-		up_sn_key(u, u->rows[i].sn, key, sizeof(key));
-		iotca_etcd_txn_range(t, IOTCA_ETCD_SUCCESS, key, strlen(key),
-		                     NULL, 0);
-		up_dev_key(u, u->pk, u->rows[i].dn, key, sizeof(key));
-		iotca_etcd_txn_range(t, IOTCA_ETCD_SUCCESS, key, strlen(key),
-		                     NULL, 0);
+		hits[i].has_sn =
+		    dev_index_by_sn(ix, u->acc, u->rows[i].sn, &hits[i].by_sn);
+		hits[i].has_dev = dev_index_by_device(
+		    ix, u->acc, u->pk, u->rows[i].dn, &hits[i].by_dev);
 	}
-	if (iotca_etcd_txn_commit(u->a->etcd, t, res, &eb) != IOTCA_OK)
-		rc = iotca_svc_etcd_fail(u->call, &eb,
-		                         "reading the existing associations");
-	else if (res->n != 2 * u->nrows)
-		rc = iotca_rpc_call_fail(u->call, IOTCA_EPROTO,
-		                         "etcd answered %zu reads for %zu",
-		                         res->n, 2 * u->nrows);
-	iotca_etcd_txn_destroy(t);
-	return rc;
-}
-
-static const iotca_etcd_kv *
-up_kv(const iotca_etcd_txn_result *res, size_t i)
-{
-	return res->results[i].range.n == 1 ? &res->results[i].range.kvs[0]
-	                                    : NULL;
-}
-
-/* Compares row r with an existing SN record; reports a conflict. */
-static int
-up_check_sn(upload *u, up_ca_cache *cc, up_row *r, const iotca_etcd_kv *kv)
-{
-	json_t *j = json_loadb(kv->value, kv->value_len, 0, NULL);
-	const char *ca = iotca_svc_json_str(j, "ca");
-	const char *pk = iotca_svc_json_str(j, "pk");
-	const char *dn = iotca_svc_json_str(j, "dn");
-	int gone, ok = 1;
-
-	if (j == NULL) { /* corrupt: replaced by this row */
-		r->sn_rev = kv->mod_revision;
-		return 1;
-	}
-	if (strcmp(ca, u->ca_id) == 0 && strcmp(pk, u->pk) == 0 &&
-	    strcmp(dn, r->dn) == 0) {
-		r->unchanged = 1;
-	} else if ((gone = up_ca_gone(u, cc, ca)) == 1) {
-		r->sn_rev = kv->mod_revision;
-		snprintf(r->old_pk, sizeof(r->old_pk), "%s", pk);
-		snprintf(r->old_dn, sizeof(r->old_dn), "%s", dn);
-	} else if (gone == 0) {
-		up_error(
-		    u, r->line, COL_SN,
-		    IOTCA__V1__ROW_ERROR_CODE__ROW_ERROR_CODE_CERT_SN_ALREADY_BOUND,
-		    r->sn,
-		    "CertSN %s is already associated with device %.40s/%.32s "
-		    "(CA %.64s); an SN is unique in the account",
-		    r->sn, pk, dn, ca);
-		ok = 0;
-	} else {
-		ok = -1;
-	}
-	json_decref(j);
-	return ok;
-}
-
-/* Reads the SN records that rows' device keys point to (when they name
- * another SN) and decides: stale (its CA is gone) or a conflict. */
-static iotca_err
-up_check_devices(upload *u, up_ca_cache *cc, const iotca_etcd_txn_result *res)
-{
-	iotca_etcd_txn_result other = {0};
-	iotca_etcd_txn *t = NULL;
-	const iotca_etcd_kv *kv;
-	size_t i, k = 0, *idx = calloc(u->nrows + 1, sizeof(size_t));
-	char key[600];
-	iotca_errbuf eb;
-	iotca_err rc = IOTCA_OK;
-
-	if (idx == NULL || iotca_etcd_txn_create(&t) != IOTCA_OK) {
-		rc =
-		    iotca_rpc_call_fail(u->call, IOTCA_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < u->nrows; i++) {
-		up_row *r = &u->rows[i];
-		if ((kv = up_kv(res, 2 * i + 1)) == NULL)
-			continue;
-		r->dev_rev = kv->mod_revision;
-		snprintf(r->old_sn, sizeof(r->old_sn), "%.*s",
-		         (int)kv->value_len, kv->value);
-		if (strcmp(r->old_sn, r->sn) == 0) {
-			r->old_sn[0] = '\0'; /* the same binding's other half */
-			continue;
-		}
-		up_sn_key(u, r->old_sn, key, sizeof(key));
-		iotca_etcd_txn_range(t, IOTCA_ETCD_SUCCESS, key, strlen(key),
-		                     NULL, 0);
-		idx[k++] = i;
-	}
-	if (k == 0)
-		goto out;
-	if (iotca_etcd_txn_commit(u->a->etcd, t, &other, &eb) != IOTCA_OK) {
-		rc = iotca_svc_etcd_fail(u->call, &eb, "reading associations");
-		goto out;
-	}
-	for (i = 0; i < k && i < other.n && rc == IOTCA_OK; i++) {
-		up_row *r = &u->rows[idx[i]];
-		json_t *j = (kv = up_kv(&other, i)) != NULL
-		                ? json_loadb(kv->value, kv->value_len, 0, NULL)
-		                : NULL;
-		int gone = j == NULL
-		               ? 1
-		               : up_ca_gone(u, cc, iotca_svc_json_str(j, "ca"));
-		if (gone < 0)
+	dev_index_unlock(ix);
+	/* Outside the lock: a stale binding asks the registry. */
+	for (i = 0; i < u->nrows && rc == IOTCA_OK; i++)
+		if (up_check_row(u, &cc, &u->rows[i], &hits[i]) < 0)
 			rc = IOTCA_EUNAVAIL;
-		else if (!gone)
-			up_error(
-			    u, r->line, COL_DN,
-			    IOTCA__V1__ROW_ERROR_CODE__ROW_ERROR_CODE_DEVICE_ALREADY_BOUND,
-			    r->dn,
-			    "device %.40s/%s already has CertSN %s; delete "
-			    "that association first",
-			    u->pk, r->dn, r->old_sn);
-		json_decref(j);
-	}
-out:
-	iotca_etcd_txn_result_free(&other);
-	iotca_etcd_txn_destroy(t);
-	free(idx);
+	free(hits);
 	return rc;
 }
 
-/* Decides every row against what exists: unchanged, new, stale, or an
- * error (CERT_SN_ALREADY_BOUND, DEVICE_ALREADY_BOUND). */
-static iotca_err
-up_check_existing(upload *u)
-{
-	iotca_etcd_txn_result res = {0};
-	up_ca_cache cc = {.n = 0};
-	const iotca_etcd_kv *kv;
-	size_t i;
-	iotca_err rc;
-
-	if ((rc = up_read_existing(u, &res)) != IOTCA_OK)
-		goto out;
-	for (i = 0; i < u->nrows; i++)
-		if ((kv = up_kv(&res, 2 * i)) != NULL &&
-		    up_check_sn(u, &cc, &u->rows[i], kv) < 0) {
-			rc = IOTCA_EUNAVAIL; /* the registry did not answer */
-			goto out;
-		}
-	rc = up_check_devices(u, &cc, &res);
-out:
-	iotca_etcd_txn_result_free(&res);
-	return rc;
-}
-
-/* Whether a key this upload deletes is one it also writes. */
+/* Whether an SN this upload deletes is one it also writes. */
 static int
-up_in_file(upload *u, const char *pk, const char *dn, const char *sn)
+up_in_file(upload *u, const char *sn)
 {
 	uint32_t mask = (1u << SET_BITS) - 1, h;
-	uint32_t *set = sn ? u->sn_set : u->dn_set;
-	const char *key = sn ? sn : dn;
 
-	if (!sn && strcmp(pk, u->pk) != 0)
-		return 0;
-	for (h = up_hash(key) & mask; set[h] != 0; h = (h + 1) & mask)
-		if (strcmp(sn ? u->rows[set[h] - 1].sn : u->rows[set[h] - 1].dn,
-		           key) == 0)
+	for (h = up_hash(sn) & mask; u->sn_set[h] != 0; h = (h + 1) & mask)
+		if (strcmp(u->rows[u->sn_set[h] - 1].sn, sn) == 0)
 			return 1;
 	return 0;
 }
 
-static void
-up_guard(iotca_etcd_txn *t, const char *key, int64_t rev)
-{
-	iotca_etcd_txn_cmp_num(t, key, strlen(key),
-	                       rev ? IOTCA_ETCD_CMP_MOD : IOTCA_ETCD_CMP_CREATE,
-	                       IOTCA_ETCD_EQUAL, rev);
-}
-
-/* Adds one row's compares and writes to the commit. */
+/* Adds one row's writes to the commit. */
 static void
 up_commit_row(upload *u, iotca_etcd_txn *t, const up_row *r, int64_t now)
 {
-	char sk[600], dk[600], old[600], rec[1024];
+	char sk[600], old[600], rec[1024];
 
 	up_sn_key(u, r->sn, sk, sizeof(sk));
-	up_dev_key(u, u->pk, r->dn, dk, sizeof(dk));
-	up_guard(t, sk, r->sn_rev);
-	up_guard(t, dk, r->dev_rev);
-	if (r->old_dn[0] != '\0' &&
-	    !up_in_file(u, r->old_pk, r->old_dn, NULL)) {
-		up_dev_key(u, r->old_pk, r->old_dn, old, sizeof(old));
-		if (strcmp(old, dk) != 0)
-			iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, old,
-			                      strlen(old), NULL, 0);
-	}
-	if (r->old_sn[0] != '\0' && !up_in_file(u, NULL, NULL, r->old_sn)) {
+	if (r->sn_rev != 0)
+		iotca_etcd_txn_cmp_num(t, sk, strlen(sk), IOTCA_ETCD_CMP_MOD,
+		                       IOTCA_ETCD_EQUAL, r->sn_rev);
+	if (r->old_sn[0] != '\0' && !up_in_file(u, r->old_sn)) {
 		up_sn_key(u, r->old_sn, old, sizeof(old));
+		iotca_etcd_txn_cmp_num(t, old, strlen(old), IOTCA_ETCD_CMP_MOD,
+		                       IOTCA_ETCD_EQUAL, r->old_sn_rev);
 		iotca_etcd_txn_delete(t, IOTCA_ETCD_SUCCESS, old, strlen(old),
 		                      NULL, 0);
 	}
@@ -849,8 +744,6 @@ up_commit_row(upload *u, iotca_etcd_txn *t, const up_row *r, int64_t now)
 	         (long long)now);
 	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, sk, strlen(sk), rec,
 	                   strlen(rec), 0);
-	iotca_etcd_txn_put(t, IOTCA_ETCD_SUCCESS, dk, strlen(dk), r->sn,
-	                   strlen(r->sn), 0);
 }
 
 #ifdef IOTCA_FAULT_INJECTION
@@ -870,10 +763,32 @@ up_fault(const char *point)
 #define up_fault(point) ((void)0)
 #endif
 
-/* Writes every new row in one transaction. first: the optimistic try,
- * whose failure is not an error (the caller reads and tries again). */
+/* Puts what a commit at rev wrote into the device index at once. */
+static void
+up_write_through(upload *u, dev_index *ix, int64_t rev)
+{
+	size_t i;
+
+	if (!dev_index_wt_begin(ix, rev))
+		return;
+	for (i = 0; i < u->nrows; i++) {
+		const up_row *r = &u->rows[i];
+
+		if (r->unchanged)
+			continue;
+		if (r->old_sn[0] != '\0' && !up_in_file(u, r->old_sn))
+			dev_index_wt_delete(ix, u->acc, r->old_sn, rev);
+		dev_index_wt_put(
+		    ix, u->acc, r->sn, u->ca_id, u->pk, r->dn,
+		    IOTCA__V1__DEVICE_STATUS__DEVICE_STATUS_ENABLED, rev);
+	}
+	dev_index_wt_end(ix, u->acc, rev);
+}
+
+/* Writes every new row in one transaction guarded by the account's
+ * version; *won 0 when another writer moved it (check again). */
 static iotca_err
-up_commit(upload *u, int first)
+up_commit(upload *u, dev_index *ix, int64_t version, int *won)
 {
 	iotca_etcd_txn_result res = {0};
 	iotca_etcd_txn *t;
@@ -882,38 +797,64 @@ up_commit(upload *u, int first)
 	size_t i, n = 0;
 	iotca_err rc = IOTCA_OK;
 
+	*won = 0;
 	if (iotca_etcd_txn_create(&t) != IOTCA_OK)
 		return iotca_rpc_call_fail(u->call, IOTCA_ENOMEM,
 		                           "out of memory");
+	assoc_version_guard(t, u->acc, version);
 	for (i = 0; i < u->nrows; i++)
 		if (!u->rows[i].unchanged) {
 			up_commit_row(u, t, &u->rows[i], now);
 			n++;
 		}
-	if (n > 0) {
+	if (n == 0) {
+		*won = 1; /* every row is bound as the file says */
+	} else {
 		up_fault("before-commit");
 		if (iotca_etcd_txn_commit(u->a->etcd, t, &res, &eb) != IOTCA_OK)
 			rc = iotca_svc_etcd_fail(u->call, &eb,
 			                         "committing the associations");
-		else if (!res.succeeded && first)
-			goto out; /* something exists: read and decide */
-		else if (!res.succeeded)
-			rc = iotca_rpc_call_fail(
-			    u->call, IOTCA_EABORTED,
-			    "another request changed this account's "
-			    "associations "
-			    "meanwhile; nothing was committed; upload the file "
-			    "again");
+		else if ((*won = res.succeeded) != 0)
+			up_write_through(u, ix, res.revision);
 		up_fault("after-commit");
 	}
-	if (rc == IOTCA_OK) {
+	if (rc == IOTCA_OK && *won) {
 		u->out->committed = 1;
 		u->out->accepted_rows = (uint32_t)u->nrows;
 		u->out->unchanged_rows = (uint32_t)(u->nrows - n);
 	}
-out:
 	iotca_etcd_txn_result_free(&res);
 	iotca_etcd_txn_destroy(t);
+	return rc;
+}
+
+/* Checks the rows against what is bound and, when the file has no
+ * errors, commits them; again from the start when another writer changed
+ * the account's associations in between. */
+static iotca_err
+up_check_and_commit(upload *u, int *attempts)
+{
+	dev_index *ix;
+	int64_t version;
+	int won = 0;
+	iotca_err rc = IOTCA_OK;
+
+	for (*attempts = 1; rc == IOTCA_OK; (*attempts)++) {
+		if ((rc = assoc_index_sync(u->a, u->call, u->acc, &ix,
+		                           &version)) != IOTCA_OK ||
+		    (rc = up_check_existing(u, ix)) != IOTCA_OK ||
+		    u->out->total_errors > 0 ||
+		    iotca_rpc_call_cancelled(u->call))
+			break;
+		if ((rc = up_commit(u, ix, version, &won)) != IOTCA_OK || won)
+			break;
+		if (*attempts == UP_ATTEMPTS)
+			rc = iotca_rpc_call_fail(
+			    u->call, IOTCA_EABORTED,
+			    "other requests kept changing this account's "
+			    "associations; nothing was committed; upload the "
+			    "file again");
+	}
 	return rc;
 }
 
@@ -964,8 +905,8 @@ assoc_upload(iotca_rpc_call *call, const ProtobufCMessage *req,
 	const Iotca__V1__UploadAssociationsRequest *in = (const void *)req;
 	upload u = {.a = arg, .call = call, .out = (void *)resp};
 	iotca_principal who;
-	int active = 0, product_ok = 0;
-	long t[4];
+	int active = 0, product_ok = 0, attempts = 0;
+	long t[3];
 	iotca_err rc;
 
 	if ((rc = iotca_auth_call(u.a->auth, call, IOTCA_PRINCIPAL_TENANT,
@@ -989,28 +930,20 @@ assoc_upload(iotca_rpc_call *call, const ProtobufCMessage *req,
 	    (rc = up_check_product(&u, &product_ok)) != IOTCA_OK)
 		goto out;
 	t[1] = up_ms();
-	/* Optimistic first: a file of new rows commits at once, guarded by
-	 * "absent" compares. Only when that fails (or the file already has
-	 * errors) is what exists read, to report every conflicting row, to
-	 * accept unchanged ones and to replace bindings of deleted CAs. */
-	if (product_ok && u.out->total_errors == 0 && u.nrows > 0)
-		rc = up_commit(&u, 1);
+	/* Even a file with errors is checked against what is bound, to
+	 * report every row at once; only one without errors is committed. */
+	if (product_ok && u.nrows > 0)
+		rc = up_check_and_commit(&u, &attempts);
 	t[2] = up_ms();
-	if (rc == IOTCA_OK && product_ok && u.nrows > 0 && !u.out->committed &&
-	    !iotca_rpc_call_cancelled(call))
-		rc = up_check_existing(&u);
-	if (rc == IOTCA_OK && u.out->total_errors == 0 && !u.out->committed)
-		rc = up_commit(&u, 0);
-	t[3] = up_ms();
 	up_errors_finish(&u);
 	u.out->product_key =
 	    iotca_arena_strdup(iotca_rpc_call_arena(call), u.pk);
 	iotca_log_info("UPLOAD",
 	               "account=%s ca=%s rows=%zu errors=%u committed=%d "
-	               "parse_ms=%ld commit_ms=%ld retry_ms=%ld",
+	               "parse_ms=%ld commit_ms=%ld attempts=%d",
 	               u.acc, u.ca_id, u.nrows, u.out->total_errors,
 	               (int)u.out->committed, t[1] - t[0], t[2] - t[1],
-	               t[3] - t[2]);
+	               attempts);
 out:
 	free(u.rows);
 	free(u.sn_set);

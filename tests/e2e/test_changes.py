@@ -15,7 +15,7 @@ etcd is gone answers UNAVAILABLE and comes back with it.
 
 Most tests share one Suite and make their own accounts, and look only at
 their own accounts' changes (the feeds list everyone's). The etcd-outage
-test has a Suite of its own (with ResolveDevice's cache off).
+test has a Suite of its own.
 
 usage: test_changes.py [unittest args]   (IOTCA_BUILD_DIR = build dir)
 """
@@ -510,9 +510,8 @@ class DeviceChangesTest(Case):
 class EtcdDownTest(Case):
     def test_unavailable_while_etcd_is_down(self):
         """With etcd stopped both feeds answer UNAVAILABLE; when it is back
-        they answer again, and changes made then appear. The association
-        runs without ResolveDevice's cache: the feed needs none."""
-        s = fx.Suite(assoc_env={"IOTCA_ASSOC_CACHE_ENTRIES": "0"})
+        they answer again, and changes made then appear."""
+        s = fx.Suite()
         try:
             wait_ready(s)
             def reg_fetch(x):
