@@ -182,36 +182,19 @@ assoc_list_device_changes(iotca_rpc_call *call, const ProtobufCMessage *req,
 	const Iotca__V1__ListDeviceChangesRequest *in = (const void *)req;
 	dev_changes_out o = {call, (void *)resp};
 	assoc_svc *a = arg;
-	feed *f = atomic_load(&a->changes);
 	iotca_principal who;
 	feed_answer ans;
-	iotca_errbuf eb;
 	iotca_err rc;
 
 	/* Inline: the internal check and the feed take no I/O. */
 	if ((rc = iotca_auth_call(a->auth, call, IOTCA_PRINCIPAL_INTERNAL,
-	                          &who)) != IOTCA_OK)
+	                          &who)) != IOTCA_OK ||
+	    (rc = feed_rpc_query(atomic_load(&a->changes), "device-changes",
+	                         call, in->after_revision,
+	                         DEV_CHANGES_ANSWER_MAX,
+	                         DEV_CHANGES_ANSWER_BYTES, dev_change_emit, &o,
+	                         &ans)) != IOTCA_OK)
 		return rc;
-	if (in->after_revision < 0)
-		return iotca_rpc_call_fail(
-		    call, IOTCA_EINVAL,
-		    "after_revision is %lld: pass 0, or the revision of the "
-		    "previous answer",
-		    (long long)in->after_revision);
-	if (f == NULL)
-		return iotca_rpc_call_fail(
-		    call, IOTCA_EUNAVAIL,
-		    "device-changes: not started yet, etcd has not been "
-		    "reachable since this replica started (check "
-		    "IOTCA_ETCD_ENDPOINTS); retry later or ask another "
-		    "replica");
-	rc = feed_query(f, in->after_revision, DEV_CHANGES_ANSWER_MAX,
-	                DEV_CHANGES_ANSWER_BYTES, dev_change_emit, &o, &ans,
-	                &eb);
-	if (rc == IOTCA_EUNAVAIL)
-		return iotca_rpc_call_fail_eb(call, &eb);
-	if (rc != IOTCA_OK)
-		return iotca_rpc_call_fail(call, rc, "out of memory");
 	o.resp->revision = ans.revision;
 	o.resp->reset = ans.reset;
 	return IOTCA_OK;

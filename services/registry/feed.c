@@ -518,3 +518,33 @@ out:
 	pthread_mutex_unlock(&f->mu);
 	return rc;
 }
+
+iotca_err
+feed_rpc_query(feed *f, const char *name, iotca_rpc_call *call,
+               int64_t after_revision, size_t max_n, size_t max_bytes,
+               feed_emit_fn emit, void *arg, feed_answer *ans)
+{
+	iotca_errbuf eb;
+	iotca_err rc;
+
+	if (after_revision < 0)
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EINVAL,
+		    "after_revision is %lld: pass 0, or the revision of the "
+		    "previous answer",
+		    (long long)after_revision);
+	if (f == NULL)
+		return iotca_rpc_call_fail(
+		    call, IOTCA_EUNAVAIL,
+		    "%s: not started yet, etcd has not been reachable since "
+		    "this replica started (check IOTCA_ETCD_ENDPOINTS) or it "
+		    "is still loading; retry later or ask another replica",
+		    name);
+	rc = feed_query(f, after_revision, max_n, max_bytes, emit, arg, ans,
+	                &eb);
+	if (rc == IOTCA_EUNAVAIL)
+		return iotca_rpc_call_fail_eb(call, &eb);
+	if (rc != IOTCA_OK)
+		return iotca_rpc_call_fail(call, rc, "out of memory");
+	return IOTCA_OK;
+}

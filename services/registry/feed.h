@@ -28,6 +28,7 @@
 
 #include "err/err.h"
 #include "etcd/etcd.h"
+#include "rpc/rpc.h"
 
 typedef struct feed feed;
 
@@ -104,5 +105,15 @@ typedef struct feed_answer {
 iotca_err feed_query(feed *f, int64_t after_revision, size_t max_n,
                      size_t max_bytes, feed_emit_fn emit, void *arg,
                      feed_answer *ans, iotca_errbuf *eb);
+
+/*
+ * What a List...Changes handler does after its credential check: refuses
+ * a negative after_revision (INVALID_ARGUMENT), answers UNAVAILABLE while
+ * the feed f (named name) is not there yet or cannot vouch for being
+ * current, and queries it. The call's status is set on failure.
+ */
+iotca_err feed_rpc_query(feed *f, const char *name, iotca_rpc_call *call,
+                         int64_t after_revision, size_t max_n, size_t max_bytes,
+                         feed_emit_fn emit, void *arg, feed_answer *ans);
 
 #endif /* IOTCA_FEED_H */
