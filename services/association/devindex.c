@@ -66,6 +66,7 @@ struct dev_index {
 	dix_table t;
 	int64_t progress; /* every change up to this revision is in */
 	int64_t applied;  /* the newest revision of a change applied */
+	int64_t base;     /* the revision of the last (re)load's snapshot */
 	int loaded;       /* 0 while (re)loading after a RESET */
 	/* Accounts whose associations are in up to a revision past progress:
 	 * this replica's own commits, applied at once (dev_index_wt_*). A
@@ -374,7 +375,7 @@ dix_load(dev_index *ix, int64_t *rev, iotca_errbuf *eb)
 	pthread_mutex_lock(&ix->mu);
 	old = ix->t;
 	ix->t = t;
-	ix->progress = ix->applied = *rev;
+	ix->progress = ix->applied = ix->base = *rev;
 	memset(ix->own, 0, sizeof(ix->own));
 	ix->loaded = 1;
 	pthread_cond_broadcast(&ix->moved);
@@ -400,7 +401,8 @@ dix_on_event(const iotca_etcd_event *ev, void *arg)
 		if (ix->changes != NULL)
 			feed_event(ev, ix->changes);
 		pthread_mutex_lock(&ix->mu);
-		dix_put(&ix->t, &ev->kv, ix->parsed.j);
+		if (ev->kv.mod_revision > ix->base) /* else in the snapshot */
+			dix_put(&ix->t, &ev->kv, ix->parsed.j);
 		if (ev->kv.mod_revision > ix->applied)
 			ix->applied = ev->kv.mod_revision;
 		pthread_mutex_unlock(&ix->mu);
@@ -414,7 +416,9 @@ dix_on_event(const iotca_etcd_event *ev, void *arg)
 	switch (ev->type) {
 	case IOTCA_ETCD_EVENT_RESET:
 		/* Changes were missed: nothing is vouched for until the
-		 * reload is in. */
+		 * reload is in. The watch goes on from the RESET's revision,
+		 * so it may bring changes the reload's snapshot has already:
+		 * those of revisions up to `base` are skipped. */
 		pthread_mutex_lock(&ix->mu);
 		ix->loaded = 0;
 		pthread_mutex_unlock(&ix->mu);
@@ -432,7 +436,8 @@ dix_on_event(const iotca_etcd_event *ev, void *arg)
 		return;
 	case IOTCA_ETCD_EVENT_DELETE:
 		pthread_mutex_lock(&ix->mu);
-		if (dix_key(ev->kv.key, ev->kv.key_len, acc, sn))
+		if (ev->kv.mod_revision > ix->base &&
+		    dix_key(ev->kv.key, ev->kv.key_len, acc, sn))
 			dix_delete(&ix->t, acc, sn, ev->kv.mod_revision);
 		if (ev->kv.mod_revision > ix->applied)
 			ix->applied = ev->kv.mod_revision;

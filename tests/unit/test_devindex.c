@@ -293,6 +293,23 @@ test_growth(void)
 	ix_free(ix);
 }
 
+/* After a (re)load at revision R the watch may bring changes up to R
+ * again: the snapshot has them, and a replayed PUT of a key deleted since
+ * must not bring it back. */
+static void
+test_replay_after_reload_skipped(void)
+{
+	dev_index *ix = ix_new();
+
+	ix->base = ix->progress = ix->applied = 90;
+	ev_sn(ix, ACC, "D1", "PK000000001", "dev-1", 85); /* deleted at 88 */
+	ev_sn(ix, ACC, "D1", NULL, NULL, 88);
+	CHECK_EQ_INT(ix->t.n, 0);
+	ev_sn(ix, ACC, "D2", "PK000000001", "dev-2", 91);
+	CHECK_EQ_STR(dn_of(ix, ACC, "D2"), "dev-2");
+	ix_free(ix);
+}
+
 int
 main(void)
 {
@@ -302,6 +319,7 @@ main(void)
 	RUN(test_tombstones_purged_by_progress);
 	RUN(test_write_through_skipped_behind_the_watch);
 	RUN(test_account_current);
+	RUN(test_replay_after_reload_skipped);
 	RUN(test_growth);
 	return test_summary();
 }
