@@ -8,3 +8,9 @@ iotca_add_script_test(NAME e2e_bench_smoke
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_bench_smoke.py
           $<TARGET_FILE:iotca-bench>
   TIMEOUT 180 LABELS e2e)
+# bench/tls_session_memory.sh (tools/bench/iotca-tls-memory) with 50
+# connections: both TLS versions measured, the report's shape.
+iotca_add_script_test(NAME bench_tls_memory_smoke
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_tls_memory_smoke.py
+  TIMEOUT 120 LABELS e2e
+  ENVIRONMENT "IOTCA_BUILD_DIR=${CMAKE_BINARY_DIR}")
