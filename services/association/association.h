@@ -20,10 +20,12 @@
  * still at V" (and rewrites it): all rows or none, also under concurrent
  * writers on several replicas (a writer that came first moved V: the
  * upload checks again) and a crash at any moment. A 10,000-row file is
- * about 10,000 puts (~2.5 MB), so etcd must run with --max-txn-ops >=
- * 10100 and --max-request-bytes >= 4 MiB (scripts/run.sh and deploy/ set
- * 24576 and 16 MiB). Earlier versions also wrote /iotca/devices/<account
- * _id>/<pk>/<dn> per association; nothing reads those any more.
+ * about 10,000 puts (~2.5 MB); when every row replaces bindings of
+ * deleted CAs, up to 20,001 compares and as many operations (~8 MB). So
+ * etcd must run with --max-txn-ops >= 20001 and --max-request-bytes >=
+ * 8 MiB (scripts/run.sh and deploy/ set 24576 and 16 MiB). Earlier
+ * versions also wrote /iotca/devices/<account_id>/<pk>/<dn> per
+ * association; nothing reads those any more.
  *
  * CA ownership and status come from the registry over gRPC
  * (GetCaCertificate with the caller's own API key).
