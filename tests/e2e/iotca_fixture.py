@@ -39,6 +39,7 @@ etcd data) for a post-mortem; their paths are printed at exit.
 The build directory is IOTCA_BUILD_DIR (ctest sets it) or REPO/build.
 """
 import atexit
+import base64
 import glob
 import json
 import os
@@ -326,6 +327,18 @@ class Etcd:
                 return json.loads(r.read().decode()).get("health") == "true"
         except (OSError, ValueError):
             return False
+
+    def count(self, prefix):
+        """How many keys start with prefix (the v3 JSON gateway)."""
+        p = prefix.encode()
+        end = p[:-1] + bytes([p[-1] + 1])
+        body = json.dumps({"key": base64.b64encode(p).decode(),
+                           "range_end": base64.b64encode(end).decode(),
+                           "count_only": True}).encode()
+        req = urllib.request.Request(self.endpoint + "/v3/kv/range",
+                                     data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(json.loads(r.read().decode()).get("count", 0))
 
     def stop(self):
         """SIGTERM, then SIGKILL after 5 s. The data stays."""

@@ -1092,6 +1092,35 @@ class CaDeletionTest(Case):
                        3, ca_id=ca2.id)
         self.assertEqual(len(self.assoc_map(t, ca_id=ca2.id)), 9)
 
+    def test_device_of_deleted_ca_takes_a_new_sn(self):
+        """A device whose association was under a deleted CA takes a new
+        SN under another CA: its old SN record is removed in the same
+        commit (no device holds two SNs), so the old SN is free too."""
+        t = self.tenant()
+        rows = dev_rows(3, "kept", 0x7300)
+        self.committed(t, csv(t.pk, rows), 3)
+        reg, md = SUITE.reg.stub, t.md
+        reg.UpdateCaCertificateStatus(rpb.UpdateCaCertificateStatusRequest(
+            id=t.ca_id, status=rpb.CA_STATUS_INACTIVE), metadata=md,
+            timeout=10)
+        reg.DeleteCaCertificate(rpb.DeleteCaCertificateRequest(id=t.ca_id),
+                                metadata=md, timeout=10)
+        ca2, _ = SUITE.register_ca(t.key)
+        moved = [(dn, "%X" % (0x7400 + i)) for i, (dn, _) in enumerate(rows)]
+        self.committed(t, csv(t.pk, moved), 3, ca_id=ca2.id)
+        self.assertEqual(self.assoc_map(t, ca_id=ca2.id),
+                         {sn: (t.pk, dn, ENABLED) for dn, sn in moved})
+        # the old records went in that commit: 3 SN keys in all, not 6
+        self.assertEqual(
+            SUITE.reg.etcd.count("/iotca/sn/%s/" % t.account_id), 3)
+        for dn, sn in moved:
+            self.resolves(t, sn, (t.pk, dn, ENABLED), ca_id=ca2.id)
+        # the old SNs are free: other devices take them
+        self.committed(t, csv(t.pk, [("new-%d" % i, sn)
+                                     for i, (_, sn) in enumerate(rows)]),
+                       3, ca_id=ca2.id)
+        self.assertEqual(len(self.assoc_map(t, ca_id=ca2.id)), 6)
+
     def test_deleted_ca_devices_are_gone(self):
         """Deleting a CA deletes its associations (registry.proto): its
         devices no longer exist for UpdateDeviceStatus, and its SNs are

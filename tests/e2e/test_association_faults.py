@@ -23,14 +23,11 @@ ASan as a deadly signal: expected for those processes only.
 
 usage: test_association_faults.py [unittest args]  (IOTCA_BUILD_DIR = build)
 """
-import base64
-import json
 import os
 import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,19 +61,6 @@ def csv(pk, rows):
                                       for dn, sn in rows)).encode()
 
 
-def etcd_count(prefix):
-    """How many etcd keys start with prefix (the v3 JSON gateway)."""
-    p = prefix.encode()
-    end = p[:-1] + bytes([p[-1] + 1])
-    body = json.dumps({"key": base64.b64encode(p).decode(),
-                       "range_end": base64.b64encode(end).decode(),
-                       "count_only": True}).encode()
-    req = urllib.request.Request(SUITE.reg.etcd.endpoint + "/v3/kv/range",
-                                 data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return int(json.loads(r.read().decode()).get("count", 0))
-
-
 class Case(unittest.TestCase):
     maxDiff = None
 
@@ -92,7 +76,7 @@ class Case(unittest.TestCase):
 
     def stored(self, t):
         """How many associations (SN keys) t's account has in etcd."""
-        return etcd_count("/iotca/sn/%s/" % t.account_id)
+        return SUITE.reg.etcd.count("/iotca/sn/%s/" % t.account_id)
 
 
 # ------------------------------------------------------------------ crashes
