@@ -1053,6 +1053,15 @@ class IsolationTest(Case):
 # ------------------------------------------------------------- CA deletion
 
 class CaDeletionTest(Case):
+    def delete_ca(self, t):
+        """Disables and deletes t's CA in the registry."""
+        reg, md = SUITE.reg.stub, t.md
+        reg.UpdateCaCertificateStatus(rpb.UpdateCaCertificateStatusRequest(
+            id=t.ca_id, status=rpb.CA_STATUS_INACTIVE), metadata=md,
+            timeout=10)
+        reg.DeleteCaCertificate(rpb.DeleteCaCertificateRequest(id=t.ca_id),
+                                metadata=md, timeout=10)
+
     def test_deleting_the_ca_frees_its_sns(self):
         """After its CA is disabled and deleted in the registry, a CA's
         associations are gone: the same SNs can be uploaded under a new CA
@@ -1061,12 +1070,7 @@ class CaDeletionTest(Case):
         rows = dev_rows(6, "cad", 0x7000)
         self.committed(t, csv(t.pk, rows), 6)
         self.set_status(t, t.pk, rows[0][0], DISABLED)
-        reg, md = SUITE.reg.stub, t.md
-        reg.UpdateCaCertificateStatus(rpb.UpdateCaCertificateStatusRequest(
-            id=t.ca_id, status=rpb.CA_STATUS_INACTIVE), metadata=md,
-            timeout=10)
-        reg.DeleteCaCertificate(rpb.DeleteCaCertificateRequest(id=t.ca_id),
-                                metadata=md, timeout=10)
+        self.delete_ca(t)
         old = t.ca_id
         self.assertCode(Code.NOT_FOUND, A.list_all, t.key, old)
         self.assertCode(Code.NOT_FOUND, self.upload, t, csv(t.pk, rows),
@@ -1099,12 +1103,7 @@ class CaDeletionTest(Case):
         t = self.tenant()
         rows = dev_rows(3, "kept", 0x7300)
         self.committed(t, csv(t.pk, rows), 3)
-        reg, md = SUITE.reg.stub, t.md
-        reg.UpdateCaCertificateStatus(rpb.UpdateCaCertificateStatusRequest(
-            id=t.ca_id, status=rpb.CA_STATUS_INACTIVE), metadata=md,
-            timeout=10)
-        reg.DeleteCaCertificate(rpb.DeleteCaCertificateRequest(id=t.ca_id),
-                                metadata=md, timeout=10)
+        self.delete_ca(t)
         ca2, _ = SUITE.register_ca(t.key)
         moved = [(dn, "%X" % (0x7400 + i)) for i, (dn, _) in enumerate(rows)]
         self.committed(t, csv(t.pk, moved), 3, ca_id=ca2.id)
@@ -1128,12 +1127,7 @@ class CaDeletionTest(Case):
         t = self.tenant()
         rows = dev_rows(2, "gone", 0x7200)
         self.committed(t, csv(t.pk, rows), 2)
-        reg, md = SUITE.reg.stub, t.md
-        reg.UpdateCaCertificateStatus(rpb.UpdateCaCertificateStatusRequest(
-            id=t.ca_id, status=rpb.CA_STATUS_INACTIVE), metadata=md,
-            timeout=10)
-        reg.DeleteCaCertificate(rpb.DeleteCaCertificateRequest(id=t.ca_id),
-                                metadata=md, timeout=10)
+        self.delete_ca(t)
         self.assertCode(Code.NOT_FOUND, self.get, t, rows[0][1])
         self.assertCode(Code.NOT_FOUND, self.delete, t, rows[0][1])
         self.assertCode(Code.NOT_FOUND, self.set_status, t, t.pk, rows[1][0],
